@@ -1,0 +1,125 @@
+"""The attention kernel: ``scaled_dot_product`` with a fused and an explicit path, both NaN-safe.
+
+Shape legend: ``B`` batch, ``H`` query heads, ``Hkv`` key/value heads (``H % Hkv == 0``),
+``Tq`` query length, ``Tk`` key length, ``Dh`` head width.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from multihead.masks import causal_mask, combine_masks
+
+__all__ = ["repeat_kv_heads", "scaled_dot_product"]
+
+
+def repeat_kv_heads(x: Tensor, n_heads: int) -> Tensor:
+    """Expand ``(B, Hkv, T, Dh)`` to ``(B, H, T, Dh)``: query head ``h`` reads key head ``h // (H // Hkv)``."""
+    batch, kv_heads, length, width = x.shape
+    if kv_heads == n_heads:
+        return x
+    group = n_heads // kv_heads
+    expanded = x[:, :, None].expand(batch, kv_heads, group, length, width)  # (B, Hkv, G, T, Dh)
+    return expanded.reshape(batch, n_heads, length, width)  # (B, H, T, Dh)
+
+
+def scaled_dot_product(
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    *,
+    mask: Tensor | None = None,
+    bias: Tensor | None = None,
+    is_causal: bool = False,
+    dropout: float = 0.0,
+    need_weights: bool = False,
+    scale: float | None = None,
+) -> tuple[Tensor, Tensor | None]:
+    """Softmax attention of ``q`` over ``k``/``v``.
+
+    Args:
+        q: queries ``(B, H, Tq, Dh)``.
+        k: keys ``(B, Hkv, Tk, Dh)``.
+        v: values ``(B, Hkv, Tk, Dv)``.
+        mask: bool, True = may attend, broadcastable to ``(B, H, Tq, Tk)``.
+        bias: finite float scores added before softmax (ALiBi, additive masks), broadcastable likewise.
+        is_causal: query ``i`` attends keys up to ``Tk - Tq + i`` (bottom-right aligned, as in cached decoding).
+        dropout: probability of dropping attention weights (pass 0.0 in eval mode).
+        need_weights: also return the weights; this takes the explicit path.
+        scale: score scale, default ``1 / sqrt(Dh)``.
+
+    Returns:
+        ``(B, H, Tq, Dv)`` output and, if asked for, ``(B, H, Tq, Tk)`` weights (after dropout, as
+        ``torch.nn.MultiheadAttention`` returns them). A query row with no key allowed gives zeros
+        and zero weights, never NaN, in the forward and the backward pass.
+    """
+    n_heads, kv_heads = q.shape[1], k.shape[1]
+    if n_heads % kv_heads != 0:
+        raise ValueError(f"query heads ({n_heads}) must be a multiple of key/value heads ({kv_heads})")
+    query_length, key_length = q.shape[-2], k.shape[-2]
+    k = repeat_kv_heads(k, n_heads)
+    v = repeat_kv_heads(v, n_heads)
+
+    # Plain causal self-attention needs no mask tensor at all; a single new token sees every key.
+    causal_only = is_causal and mask is None and bias is None
+    if causal_only and not need_weights and query_length == key_length:
+        out = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout, is_causal=True, scale=scale)
+        return out, None
+    if is_causal:
+        if query_length > key_length:
+            raise ValueError(f"is_causal needs query length <= key length, got {query_length} > {key_length}")
+        if query_length > 1:
+            mask = combine_masks(mask, causal_mask(query_length, key_length, device=q.device))
+
+    # Rows with no allowed key are given every key (finite softmax, finite gradients), then zeroed.
+    has_key: Tensor | None = None
+    if mask is not None:
+        has_key = mask.any(dim=-1, keepdim=True)  # (B|1, H|1, Tq, 1)
+        mask = mask | ~has_key
+    attn_bias: Tensor | None = mask
+    if bias is not None:
+        bias = bias.to(q.dtype)
+        attn_bias = bias if mask is None else torch.where(mask, bias, float("-inf"))
+
+    if need_weights:
+        out, weights = _explicit_attention(q, k, v, attn_bias, has_key, dropout, scale)
+    else:
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_bias, dropout_p=dropout, scale=scale)
+        weights = None
+    if has_key is not None:
+        out = out.masked_fill(~has_key, 0.0)
+    return out, weights
+
+
+def _explicit_attention(
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    attn_bias: Tensor | None,
+    has_key: Tensor | None,
+    dropout: float,
+    scale: float | None,
+) -> tuple[Tensor, Tensor]:
+    """Attention written out, returning ``(B, H, Tq, Dv)`` output and ``(B, H, Tq, Tk)`` weights.
+
+    Scores and softmax are computed in float32 (or float64 for float64 inputs), even under autocast.
+    """
+    scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else scale
+    score_dtype = torch.promote_types(q.dtype, torch.float32)
+    scores = torch.matmul(q, k.transpose(-2, -1)).to(score_dtype) * scale  # (B, H, Tq, Tk)
+    if attn_bias is not None:
+        if attn_bias.dtype == torch.bool:
+            scores = scores.masked_fill(~attn_bias, float("-inf"))
+        else:
+            scores = scores + attn_bias.to(score_dtype)
+    weights = torch.softmax(scores, dim=-1)
+    if has_key is not None:
+        weights = weights.masked_fill(~has_key, 0.0)
+    weights = weights.to(v.dtype)
+    if dropout > 0.0:
+        weights = F.dropout(weights, p=dropout)
+    return torch.matmul(weights, v), weights

@@ -1,0 +1,156 @@
+"""``TransformerConfig``: one frozen, validated description of every multihead model, with presets."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+__all__ = ["PRESETS", "TransformerConfig"]
+
+PositionKind = Literal["sinusoidal", "learned", "rope", "alibi", "none"]
+
+_CHOICES: dict[str, tuple[str, ...]] = {
+    "activation": ("relu", "gelu", "swiglu"),
+    "norm": ("layer", "rms"),
+    "positions": ("sinusoidal", "learned", "rope", "alibi", "none"),
+}
+
+
+@dataclass(frozen=True, kw_only=True)
+class TransformerConfig:
+    """Sizes and choices of a Transformer; ``EncoderDecoder`` uses both layer counts.
+
+    Attributes:
+        vocab_size: tokens of the (source) vocabulary.
+        target_vocab_size: tokens of the target vocabulary of an ``EncoderDecoder``; ``None`` shares
+            one vocabulary (and one embedding) between source and target.
+        d_model, n_heads, n_kv_heads, d_ff: widths and heads (``d_ff`` default ``4 * d_model``).
+        n_layers: encoder layers (or decoder layers of a ``DecoderLM``).
+        n_decoder_layers: decoder layers of an ``EncoderDecoder`` (default ``n_layers``).
+        positions: ``sinusoidal``, ``learned``, ``rope``, ``alibi`` or ``none``.
+        max_length: longest sequence (learned positions and cache sizes).
+        dropout, attention_dropout: residual/feed-forward and attention-weight dropout.
+        norm_first: pre-norm (True) or post-norm; norm: ``layer`` or ``rms``.
+        tie_embeddings: the output projection shares the token embedding matrix.
+        scale_embeddings: multiply token embeddings by ``sqrt(d_model)`` (Vaswani et al.).
+        pad_id: padding token; masks are derived from it when none is given.
+    """
+
+    vocab_size: int
+    target_vocab_size: int | None = None
+    d_model: int = 256
+    n_heads: int = 4
+    n_kv_heads: int | None = None
+    d_ff: int | None = None
+    n_layers: int = 4
+    n_decoder_layers: int | None = None
+    activation: str = "gelu"
+    norm: str = "layer"
+    norm_first: bool = True
+    eps: float = 1e-5
+    positions: str = "sinusoidal"
+    max_length: int = 512
+    dropout: float = 0.1
+    attention_dropout: float = 0.0
+    bias: bool = True
+    tie_embeddings: bool = True
+    scale_embeddings: bool = False
+    pad_id: int | None = 0
+
+    def __post_init__(self) -> None:
+        positive = ("vocab_size", "d_model", "n_heads", "n_layers", "max_length")
+        for name in positive:
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+                raise ValueError(f"TransformerConfig.{name} must be a positive integer, got {value!r}")
+        for name in ("target_vocab_size", "n_kv_heads", "d_ff", "n_decoder_layers"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, int) or value <= 0):
+                raise ValueError(f"TransformerConfig.{name} must be a positive integer or None, got {value!r}")
+        if self.d_model % self.n_heads:
+            raise ValueError(
+                f"TransformerConfig.d_model ({self.d_model}) must be divisible by n_heads ({self.n_heads})"
+            )
+        if self.n_kv_heads is not None and self.n_heads % self.n_kv_heads:
+            raise ValueError(
+                f"TransformerConfig.n_heads ({self.n_heads}) must be divisible by n_kv_heads ({self.n_kv_heads})"
+            )
+        for name, choices in _CHOICES.items():
+            if getattr(self, name) not in choices:
+                raise ValueError(f"TransformerConfig.{name} must be one of {choices}, got {getattr(self, name)!r}")
+        if self.positions == "rope" and self.head_dim % 2:
+            raise ValueError(f"rope needs an even head width, got d_model/n_heads = {self.head_dim}")
+        if self.positions == "sinusoidal" and self.d_model % 2:
+            raise ValueError(f"sinusoidal positions need an even d_model, got {self.d_model}")
+        for name in ("dropout", "attention_dropout"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise ValueError(f"TransformerConfig.{name} must be in [0, 1), got {getattr(self, name)!r}")
+        if self.eps <= 0:
+            raise ValueError(f"TransformerConfig.eps must be positive, got {self.eps!r}")
+        if self.pad_id is not None and not 0 <= self.pad_id < self.vocab_size:
+            raise ValueError(f"TransformerConfig.pad_id {self.pad_id} is outside the vocabulary (0..{self.vocab_size - 1})")
+
+    @property
+    def head_dim(self) -> int:
+        return self.d_model // self.n_heads
+
+    @property
+    def feed_forward_width(self) -> int:
+        return self.d_ff or 4 * self.d_model
+
+    @property
+    def decoder_layers(self) -> int:
+        return self.n_decoder_layers or self.n_layers
+
+    @property
+    def output_vocab_size(self) -> int:
+        return self.target_vocab_size or self.vocab_size
+
+    @classmethod
+    def preset(cls, name: str, **overrides: Any) -> TransformerConfig:
+        """A named size (``tiny``, ``small``, ``base``) with any field overridden."""
+        if name not in PRESETS:
+            raise ValueError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}")
+        return cls.from_dict({**PRESETS[name], **overrides})
+
+    def replace(self, **changes: Any) -> TransformerConfig:
+        """A copy with ``changes`` applied (and validated)."""
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> TransformerConfig:
+        """Build from a mapping; unknown keys are errors that name them."""
+        known = {field.name for field in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"unknown TransformerConfig keys {unknown}; known keys are {sorted(known)}")
+        return cls(**values)
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n")
+
+    @classmethod
+    def load(cls, path: str | Path) -> TransformerConfig:
+        try:
+            values = json.loads(Path(path).read_text())
+        except json.JSONDecodeError as error:
+            raise ValueError(f"{path}: line {error.lineno}: not valid JSON ({error.msg})") from error
+        if not isinstance(values, dict):
+            raise ValueError(f"{path}: expected a JSON object of config fields, got {type(values).__name__}")
+        try:
+            return cls.from_dict(values)
+        except (TypeError, ValueError) as error:
+            raise ValueError(f"{path}: {error}") from error
+
+
+PRESETS: dict[str, dict[str, Any]] = {
+    "tiny": {"vocab_size": 1000, "d_model": 64, "n_heads": 4, "n_layers": 2, "d_ff": 256, "max_length": 256},
+    "small": {"vocab_size": 8000, "d_model": 256, "n_heads": 4, "n_layers": 4, "d_ff": 1024, "max_length": 512},
+    "base": {"vocab_size": 32000, "d_model": 512, "n_heads": 8, "n_layers": 6, "d_ff": 2048, "max_length": 512},
+}

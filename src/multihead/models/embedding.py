@@ -1,0 +1,73 @@
+"""Token embeddings with absolute positions, the per-attention position schemes, and weight init.
+
+Shape legend: ``B`` batch, ``T`` length, ``D`` model width, ``V`` vocabulary.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+
+from multihead.layers import make_norm
+from multihead.models.config import TransformerConfig
+from multihead.positions import ALiBi, LearnedPositions, RotaryEmbedding, SinusoidalPositions
+
+__all__ = ["Embeddings", "attention_positions", "default_position_ids", "final_norm", "init_weights"]
+
+
+class Embeddings(nn.Module):
+    """``ids`` -> token embedding (times ``sqrt(D)`` if configured) + absolute position -> dropout."""
+
+    def __init__(self, config: TransformerConfig, *, vocab_size: int) -> None:
+        super().__init__()
+        self.tokens = nn.Embedding(vocab_size, config.d_model)
+        self.positions: nn.Module | None = None
+        if config.positions == "sinusoidal":
+            self.positions = SinusoidalPositions(config.d_model)
+        elif config.positions == "learned":
+            self.positions = LearnedPositions(config.max_length, config.d_model)
+        self.scale = math.sqrt(config.d_model) if config.scale_embeddings else 1.0
+        self.dropout = nn.Dropout(config.dropout)
+
+    def forward(self, ids: Tensor, position_ids: Tensor) -> Tensor:
+        """``(B, T)`` ids and ``(T,)`` or ``(B, T)`` positions -> ``(B, T, D)``."""
+        vocab_size = self.tokens.num_embeddings
+        if ids.numel() and (int(ids.min()) < 0 or int(ids.max()) >= vocab_size):
+            bad = ids[(ids < 0) | (ids >= vocab_size)][0].item()
+            raise ValueError(f"token id {bad} is outside the vocabulary (0..{vocab_size - 1})")
+        x = self.tokens(ids) * self.scale
+        if self.positions is not None:
+            x = x + self.positions(position_ids).to(x.dtype)
+        return self.dropout(x)
+
+
+def attention_positions(config: TransformerConfig) -> RotaryEmbedding | ALiBi | None:
+    """The position module shared by every self-attention of a stack (none for absolute schemes)."""
+    if config.positions == "rope":
+        return RotaryEmbedding(config.head_dim)
+    if config.positions == "alibi":
+        return ALiBi(config.n_heads)
+    return None
+
+
+def default_position_ids(length: int, *, past: int, device: torch.device) -> Tensor:
+    """Positions ``past .. past + length - 1``, ``(T,)``."""
+    return torch.arange(past, past + length, device=device)
+
+
+def final_norm(config: TransformerConfig) -> nn.Module:
+    """The norm after the last layer of a pre-norm stack; post-norm stacks end normalised already."""
+    return make_norm(config.norm, config.d_model, eps=config.eps) if config.norm_first else nn.Identity()  # type: ignore[arg-type]
+
+
+def init_weights(module: nn.Module, *, std: float = 0.02) -> None:
+    """GPT-2 style: normal(0, std) for linear and embedding weights, zero biases; norms keep ones/zeros."""
+    for child in module.modules():
+        if isinstance(child, nn.Linear):
+            nn.init.normal_(child.weight, mean=0.0, std=std)
+            if child.bias is not None:
+                nn.init.zeros_(child.bias)
+        elif isinstance(child, nn.Embedding):
+            nn.init.normal_(child.weight, mean=0.0, std=std)

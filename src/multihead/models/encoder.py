@@ -1,0 +1,70 @@
+"""``Encoder``: embeddings and a stack of bidirectional ``EncoderLayer``s.
+
+Shape legend: ``B`` batch, ``T`` length, ``D`` model width.
+"""
+
+from __future__ import annotations
+
+from torch import Tensor, nn
+
+from multihead.layers import EncoderLayer
+from multihead.masks import key_padding_to_attention
+from multihead.models.config import TransformerConfig
+from multihead.models.embedding import (
+    Embeddings,
+    attention_positions,
+    default_position_ids,
+    final_norm,
+    init_weights,
+)
+
+__all__ = ["Encoder"]
+
+
+class Encoder(nn.Module):
+    """Bidirectional Transformer encoder returning contextual vectors ``(B, T, D)``.
+
+    Args:
+        config: sizes and choices.
+        embeddings: an ``Embeddings`` to share (e.g. with a decoder); default a new one.
+    """
+
+    def __init__(self, config: TransformerConfig, *, embeddings: Embeddings | None = None) -> None:
+        super().__init__()
+        self.config = config
+        self.embeddings = embeddings or Embeddings(config, vocab_size=config.vocab_size)
+        positions = attention_positions(config)
+        self.layers = nn.ModuleList(
+            EncoderLayer(
+                config.d_model,
+                config.n_heads,
+                d_ff=config.feed_forward_width,
+                n_kv_heads=config.n_kv_heads,
+                dropout=config.dropout,
+                attention_dropout=config.attention_dropout,
+                activation=config.activation,  # type: ignore[arg-type]
+                norm_first=config.norm_first,
+                norm=config.norm,  # type: ignore[arg-type]
+                eps=config.eps,
+                bias=config.bias,
+                positions=positions,
+            )
+            for _ in range(config.n_layers)
+        )
+        self.final_norm = final_norm(config)
+        init_weights(self)
+
+    def forward(self, ids: Tensor, *, mask: Tensor | None = None) -> Tensor:
+        """Encode ``(B, T)`` token ids into ``(B, T, D)``.
+
+        Args:
+            mask: ``(B, T)`` bool, True = real token; default ``ids != config.pad_id`` (all real if no pad id).
+        """
+        if mask is None and self.config.pad_id is not None:
+            mask = ids != self.config.pad_id
+        position_ids = default_position_ids(ids.shape[1], past=0, device=ids.device)
+        x = self.embeddings(ids, position_ids)  # (B, T, D)
+        attention_mask = None if mask is None else key_padding_to_attention(mask)  # (B, 1, 1, T)
+        for layer in self.layers:
+            x = layer(x, mask=attention_mask, position_ids=position_ids)
+        return self.final_norm(x)
