@@ -72,7 +72,10 @@ def test_config_is_frozen() -> None:
 # --- decoder-only language model --------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("positions", "n_kv_heads"), [*itertools.product(POSITIONS, [None]), ("rope", 2), ("alibi", 1)])
+CACHE_CASES = [*itertools.product(POSITIONS, [None]), ("rope", 2), ("alibi", 1)]
+
+
+@pytest.mark.parametrize(("positions", "n_kv_heads"), CACHE_CASES)
 def test_decoder_lm_cached_decoding_equals_full_forward(positions: str, n_kv_heads: int | None) -> None:
     torch.manual_seed(0)
     model = DecoderLM(config(positions=positions, n_kv_heads=n_kv_heads)).eval()

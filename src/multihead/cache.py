@@ -59,7 +59,9 @@ class KVCache:
             )
         end = self.length + keys.shape[2]
         if end > self.max_length:
-            raise ValueError(f"KVCache is full: {self.length} + {keys.shape[2]} positions > max_length {self.max_length}")
+            raise ValueError(
+                f"KVCache is full: {self.length} + {keys.shape[2]} positions > max_length {self.max_length}"
+            )
         self.keys[:, :, self.length : end] = keys
         self.values[:, :, self.length : end] = values
         self.length = end

@@ -53,14 +53,15 @@ def scaled_dot_product(
         scale: score scale, default ``1 / sqrt(Dh)``.
 
     Returns:
-        ``(B, H, Tq, Dv)`` output and, if asked for, ``(B, H, Tq, Tk)`` weights (after dropout, as
-        ``torch.nn.MultiheadAttention`` returns them). A query row with no key allowed gives zeros
-        and zero weights, never NaN, in the forward and the backward pass.
+        ``(B, H, Tq, Dv)`` output and, if asked for, ``(B, H, Tq, Tk)`` weights in float32 (float64 for
+        float64 inputs) after dropout, as ``torch.nn.MultiheadAttention`` returns them. A query row with
+        no key allowed gives zeros and zero weights, never NaN, in the forward and the backward pass.
     """
     n_heads, kv_heads = q.shape[1], k.shape[1]
     if n_heads % kv_heads != 0:
         raise ValueError(f"query heads ({n_heads}) must be a multiple of key/value heads ({kv_heads})")
     query_length, key_length = q.shape[-2], k.shape[-2]
+    mask, bias = _as_4d(mask), _as_4d(bias)
     k = repeat_kv_heads(k, n_heads)
     v = repeat_kv_heads(v, n_heads)
 
@@ -106,20 +107,27 @@ def _explicit_attention(
 ) -> tuple[Tensor, Tensor]:
     """Attention written out, returning ``(B, H, Tq, Dv)`` output and ``(B, H, Tq, Tk)`` weights.
 
-    Scores and softmax are computed in float32 (or float64 for float64 inputs), even under autocast.
+    ``q @ k^T`` runs in the input dtype (bf16 under autocast); bias addition and softmax run in float32
+    (float64 for float64 inputs).
     """
     scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else scale
     score_dtype = torch.promote_types(q.dtype, torch.float32)
-    scores = torch.matmul(q, k.transpose(-2, -1)).to(score_dtype) * scale  # (B, H, Tq, Tk)
+    scores = torch.matmul(q * scale, k.transpose(-2, -1))  # (B, H, Tq, Tk)
     if attn_bias is not None:
         if attn_bias.dtype == torch.bool:
             scores = scores.masked_fill(~attn_bias, float("-inf"))
         else:
-            scores = scores + attn_bias.to(score_dtype)
-    weights = torch.softmax(scores, dim=-1)
+            scores = scores.to(score_dtype) + attn_bias  # the bias keeps its precision under autocast
+    weights = torch.softmax(scores, dim=-1, dtype=score_dtype)
     if has_key is not None:
         weights = weights.masked_fill(~has_key, 0.0)
-    weights = weights.to(v.dtype)
     if dropout > 0.0:
         weights = F.dropout(weights, p=dropout)
-    return torch.matmul(weights, v), weights
+    return torch.matmul(weights.to(v.dtype), v), weights
+
+
+def _as_4d(x: Tensor | None) -> Tensor | None:
+    """Prepend singleton dims so a broadcastable mask or bias is ``(B|1, H|1, Tq|1, Tk)``."""
+    if x is None or x.dim() == 4:
+        return x
+    return x.reshape((1,) * (4 - x.dim()) + tuple(x.shape))  # (1.., Tq|1, Tk)

@@ -12,9 +12,9 @@ from torch import Tensor
 __all__ = [
     "causal_mask",
     "combine_masks",
+    "key_padding_to_attention",
     "padding_mask_from_ids",
     "padding_mask_from_lengths",
-    "key_padding_to_attention",
     "sliding_window_mask",
     "validate_mask",
 ]
@@ -107,7 +107,7 @@ def validate_mask(mask: Tensor, batch: int, heads: int, query_length: int, key_l
         raise ValueError(f"mask must have at most 4 dims (B, H, Tq, Tk), got shape {tuple(mask.shape)}")
     mask4 = mask.reshape((1,) * (4 - mask.dim()) + tuple(mask.shape))  # (B|1, H|1, Tq|1, Tk|1)
     expected = (batch, heads, query_length, key_length)
-    for got, want in zip(mask4.shape, expected):
+    for got, want in zip(mask4.shape, expected, strict=True):
         if got not in (1, want):
             raise ValueError(
                 f"mask of shape {tuple(mask.shape)} does not broadcast to (B, H, Tq, Tk) = {expected}"

@@ -24,15 +24,19 @@ class SinusoidalPositions(nn.Module):
         super().__init__()
         if d_model <= 0 or d_model % 2:
             raise ValueError(f"d_model must be a positive even number for sinusoidal positions, got {d_model}")
-        self.d_model = d_model
-        inv_freq = base ** (-torch.arange(0, d_model, 2, dtype=torch.float64) / d_model)  # (D/2,)
-        self.register_buffer("inv_freq", inv_freq.float(), persistent=False)
+        self.d_model, self.base = d_model, base
 
     def forward(self, position_ids: Tensor) -> Tensor:
         """``(..., T)`` integer positions -> ``(..., T, D)`` float32 encodings."""
-        angles = position_ids[..., None].float() * self.inv_freq  # (..., T, D/2)
+        angles = position_ids[..., None].double() * _inverse_frequencies(self.d_model, self.base, position_ids.device)
         stacked = torch.stack((angles.sin(), angles.cos()), dim=-1)  # (..., T, D/2, 2)
-        return stacked.flatten(-2)  # (..., T, D): sin, cos interleaved
+        return stacked.flatten(-2).float()  # (..., T, D): sin, cos interleaved
+
+
+def _inverse_frequencies(width: int, base: float, device: torch.device) -> Tensor:
+    """``base^(-2i/width)`` for ``i < width/2``, float64 ``(width/2,)``; computed on call so that casting a
+    model to half precision never rounds them."""
+    return base ** (-torch.arange(0, width, 2, dtype=torch.float64, device=device) / width)
 
 
 class LearnedPositions(nn.Module):
@@ -47,9 +51,10 @@ class LearnedPositions(nn.Module):
 
     def forward(self, position_ids: Tensor) -> Tensor:
         """``(..., T)`` integer positions -> ``(..., T, D)``."""
-        if position_ids.numel() and int(position_ids.max()) >= self.max_length:
+        if position_ids.numel() and not 0 <= int(position_ids.min()) <= int(position_ids.max()) < self.max_length:
             raise ValueError(
-                f"position {int(position_ids.max())} is beyond the learned positions (max_length={self.max_length})"
+                f"positions {int(position_ids.min())}..{int(position_ids.max())} are outside the learned "
+                f"positions 0..{self.max_length - 1}"
             )
         return self.embedding(position_ids)
 
@@ -65,22 +70,24 @@ class RotaryEmbedding(nn.Module):
         super().__init__()
         if head_dim <= 0 or head_dim % 2:
             raise ValueError(f"head_dim must be a positive even number for rotary embeddings, got {head_dim}")
-        self.head_dim = head_dim
-        inv_freq = base ** (-torch.arange(0, head_dim, 2, dtype=torch.float64) / head_dim)  # (Dh/2,)
-        self.register_buffer("inv_freq", inv_freq.float(), persistent=False)
+        self.head_dim, self.base = head_dim, base
 
     def forward(self, x: Tensor, position_ids: Tensor) -> Tensor:
-        """Rotate ``x`` ``(B, H, T, Dh)`` by ``position_ids`` ``(T,)`` or ``(B, T)``; returns ``(B, H, T, Dh)``."""
+        """Rotate ``x`` ``(B, H, T, Dh)`` by ``position_ids`` ``(T,)`` or ``(B, T)``; returns ``(B, H, T, Dh)``.
+
+        Angles are computed in float64 and the rotation in float32 (float64 for float64 inputs).
+        """
         if x.shape[-1] != self.head_dim:
             raise ValueError(f"rotary embedding built for head_dim {self.head_dim}, got width {x.shape[-1]}")
-        angles = position_ids[..., None].float() * self.inv_freq  # (B|., T, Dh/2)
+        compute = torch.promote_types(x.dtype, torch.float32)
+        angles = position_ids[..., None].double() * _inverse_frequencies(self.head_dim, self.base, x.device)
         angles = torch.cat((angles, angles), dim=-1)  # (B|., T, Dh)
         if angles.dim() == 3:
             angles = angles[:, None]  # (B, 1, T, Dh)
-        cos, sin = angles.cos(), angles.sin()
+        cos, sin = angles.cos().to(compute), angles.sin().to(compute)
         half = self.head_dim // 2
         rotated = torch.cat((-x[..., half:], x[..., :half]), dim=-1)  # (B, H, T, Dh)
-        return (x.float() * cos + rotated.float() * sin).to(x.dtype)
+        return (x.to(compute) * cos + rotated.to(compute) * sin).to(x.dtype)
 
 
 class ALiBi(nn.Module):

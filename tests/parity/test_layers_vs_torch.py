@@ -1,4 +1,4 @@
-"""Our ``EncoderLayer``/``DecoderLayer`` equal ``torch.nn.TransformerEncoderLayer``/``DecoderLayer`` with copied weights."""
+"""Our encoder and decoder layers equal `torch.nn.TransformerEncoderLayer` and `DecoderLayer` given the same weights."""
 
 from __future__ import annotations
 

@@ -91,7 +91,9 @@ class TransformerConfig:
         if self.eps <= 0:
             raise ValueError(f"TransformerConfig.eps must be positive, got {self.eps!r}")
         if self.pad_id is not None and not 0 <= self.pad_id < self.vocab_size:
-            raise ValueError(f"TransformerConfig.pad_id {self.pad_id} is outside the vocabulary (0..{self.vocab_size - 1})")
+            raise ValueError(
+                f"TransformerConfig.pad_id {self.pad_id} is outside the vocabulary (0..{self.vocab_size - 1})"
+            )
 
     @property
     def head_dim(self) -> int:
