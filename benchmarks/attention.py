@@ -84,6 +84,21 @@ def time_all(batch: int, length: int, backward: bool, rounds: int, repeats: int)
     return {name: statistics.median(times) for name, times in samples.items()}
 
 
+def time_autocast(batch: int, length: int, rounds: int, repeats: int) -> tuple[float, float]:
+    """Median forward milliseconds of ``MultiHeadAttention`` in fp32 and under CPU bf16 autocast."""
+    module = MultiHeadAttention(D_MODEL, HEADS).eval()
+    x = torch.randn(batch, length, D_MODEL)
+    samples: dict[bool, list[float]] = {False: [], True: []}
+    with torch.no_grad():
+        for autocast in (False, True) * (rounds + 1):
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+                start = time.perf_counter()
+                for _ in range(repeats):
+                    module(x)
+                samples[autocast].append((time.perf_counter() - start) / repeats * 1e3)
+    return statistics.median(samples[False][1:]), statistics.median(samples[True][1:])
+
+
 def peak_memory_child(length: int, kind: str) -> None:
     """Print the peak resident-memory growth (MiB) of one forward; runs in a process of its own.
 
@@ -152,6 +167,12 @@ def main() -> None:
     print("ours/hand: time relative to hand-written SDPA (goal <= 1.05x)")
     print("nn/compat: compat.MultiheadAttention vs torch.nn, both at defaults (goal >= 1.0x, i.e. no slower)\n")
 
+    print("opt-in bf16 autocast (AMX on CPUs that have it), forward, multihead only; not part of the fp32 goals:")
+    for batch, length in SHAPES:
+        fp32_ms, bf16_ms = time_autocast(batch, length, rounds, repeats)
+        print(f"  {(batch, length)!s:>10}: fp32 {fp32_ms:8.2f} ms, bf16 autocast {bf16_ms:8.2f} ms, "
+              f"speed-up {fp32_ms / bf16_ms:.2f}x")
+    print()
     print("peak memory growth of one forward, B=1, no weights (multihead) vs torch.nn with weights:")
     lengths = [4096, 8192]
     for kind in ("multihead", "torch.nn weights"):

@@ -31,7 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"multihead {multihead.__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     demo = commands.add_parser("demo", help="train a small model on a built-in task and show what it learned")
-    demo.add_argument("--steps", type=int, default=600, help="training steps (default 600)")
+    demo.add_argument("--steps", type=int, default=1000, help="training steps (default 1000)")
     demo.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     demo.add_argument("--quiet", action="store_true", help="no progress bar")
     demo.set_defaults(run=_demo)

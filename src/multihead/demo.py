@@ -73,7 +73,7 @@ def decode_greedy(model: EncoderDecoder, source: Tensor, *, max_new_tokens: int)
 
 
 def run_reverse_demo(
-    *, steps: int = 600, batch_size: int = 64, seed: int = 0, progress: bool = True
+    *, steps: int = 1000, batch_size: int = 64, seed: int = 0, progress: bool = True
 ) -> ReverseDemoResult:
     """Train from scratch, then report held-out sequence accuracy and a few decoded examples."""
     torch.manual_seed(seed)
