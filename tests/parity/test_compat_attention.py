@@ -7,13 +7,14 @@ Shapes: ``B`` batch, ``L`` query length, ``S`` key length, ``E`` embed width, ``
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import pytest
 import torch
 from torch import Tensor, nn
 
 from multihead import compat
+from weights import randomize_parameters
 
 E, H, B, L, S = 16, 4, 2, 5, 7
 KDIM, VDIM = 8, 12
@@ -23,28 +24,11 @@ NEG_INF = float("-inf")
 Call = Callable[[nn.Module, list[Tensor]], tuple[Tensor, Tensor | None]]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread() -> Iterator[None]:
-    """Tiny tensors: one intra-op thread is faster and does not stall when other processes share the CPUs."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-def _randomize(module: nn.Module, seed: int = 0) -> None:
-    """Non-zero values everywhere, so that biases are tested too."""
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for parameter in module.parameters():
-            parameter.copy_(torch.randn(parameter.shape, generator=generator) * 0.3)
-
-
 def _pair(direction: str, **kwargs: object) -> tuple[nn.Module, nn.Module]:
     """A torch module and ours with the same weights, copied in the given direction."""
     reference, ours = nn.MultiheadAttention(**kwargs), compat.MultiheadAttention(**kwargs)
     source, target = (reference, ours) if direction == "torch_to_ours" else (ours, reference)
-    _randomize(source)
+    randomize_parameters(source)
     target.load_state_dict(source.state_dict(), strict=True)
     return reference, ours
 

@@ -7,7 +7,7 @@ Shapes: ``B`` batch, ``S`` source length, ``T`` target length, ``E`` model width
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import pytest
 import torch
@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from multihead import compat
+from weights import randomize_parameters
 
 E, NHEAD, FF, B, S, T = 16, 4, 32, 2, 7, 5
 ATOL = 1e-5
@@ -30,28 +31,11 @@ pytestmark = [
 Call = Callable[[nn.Module, list[Tensor]], Tensor]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread() -> Iterator[None]:
-    """Tiny tensors: one intra-op thread is faster and does not stall when other processes share the CPUs."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-def _randomize(module: nn.Module, seed: int = 0) -> None:
-    """Non-zero values everywhere (biases and norm parameters included)."""
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for parameter in module.parameters():
-            parameter.copy_(torch.randn(parameter.shape, generator=generator) * 0.3)
-
-
 def _pair(name: str, direction: str, *args: object, **kwargs: object) -> tuple[nn.Module, nn.Module]:
     """``torch.nn.<name>`` and ``compat.<name>`` with the same weights, copied in the given direction."""
     reference, ours = getattr(nn, name)(*args, **kwargs), getattr(compat, name)(*args, **kwargs)
     source, target = (reference, ours) if direction == "torch_to_ours" else (ours, reference)
-    _randomize(source)
+    randomize_parameters(source)
     target.load_state_dict(source.state_dict(), strict=True)
     return reference, ours
 
@@ -66,7 +50,7 @@ def _stack_pair(name: str, direction: str, batch_first: bool, norm_first: bool) 
         modules.append(getattr(namespace, name)(layer, 2, norm=nn.LayerNorm(E)))
     reference, ours = modules
     source, target = (reference, ours) if direction == "torch_to_ours" else (ours, reference)
-    _randomize(source)
+    randomize_parameters(source)
     target.load_state_dict(source.state_dict(), strict=True)
     return reference, ours
 

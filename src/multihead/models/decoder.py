@@ -15,10 +15,10 @@ from multihead.masks import key_padding_to_attention
 from multihead.models.config import TransformerConfig
 from multihead.models.embedding import (
     Embeddings,
-    attention_positions,
     default_position_ids,
     final_norm,
     init_weights,
+    layer_options,
 )
 
 __all__ = ["Decoder", "DecoderLM"]
@@ -45,23 +45,9 @@ class Decoder(nn.Module):
         super().__init__()
         self.config = config
         self.embeddings = embeddings or Embeddings(config, vocab_size=config.vocab_size)
-        positions = attention_positions(config)
+        options = layer_options(config)  # one position module shared by every layer
         self.layers = nn.ModuleList(
-            DecoderLayer(
-                config.d_model,
-                config.n_heads,
-                cross_attention=cross_attention,
-                d_ff=config.feed_forward_width,
-                n_kv_heads=config.n_kv_heads,
-                dropout=config.dropout,
-                attention_dropout=config.attention_dropout,
-                activation=config.activation,  # type: ignore[arg-type]
-                norm_first=config.norm_first,
-                norm=config.norm,  # type: ignore[arg-type]
-                eps=config.eps,
-                bias=config.bias,
-                positions=positions,
-            )
+            DecoderLayer(config.d_model, config.n_heads, cross_attention=cross_attention, **options)
             for _ in range(n_layers or config.n_layers)
         )
         self.final_norm = final_norm(config)

@@ -6,6 +6,7 @@ Shape legend: ``B`` batch, ``T`` length, ``D`` model width, ``V`` vocabulary.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -14,7 +15,7 @@ from multihead.layers import make_norm
 from multihead.models.config import TransformerConfig
 from multihead.positions import ALiBi, LearnedPositions, RotaryEmbedding, SinusoidalPositions
 
-__all__ = ["Embeddings", "attention_positions", "default_position_ids", "final_norm", "init_weights"]
+__all__ = ["Embeddings", "attention_positions", "default_position_ids", "final_norm", "init_weights", "layer_options"]
 
 
 class Embeddings(nn.Module):
@@ -50,6 +51,22 @@ def attention_positions(config: TransformerConfig) -> RotaryEmbedding | ALiBi | 
     if config.positions == "alibi":
         return ALiBi(config.n_heads)
     return None
+
+
+def layer_options(config: TransformerConfig) -> dict[str, Any]:
+    """Keyword arguments that ``EncoderLayer`` and ``DecoderLayer`` take from a config."""
+    return {
+        "d_ff": config.feed_forward_width,
+        "n_kv_heads": config.n_kv_heads,
+        "dropout": config.dropout,
+        "attention_dropout": config.attention_dropout,
+        "activation": config.activation,
+        "norm_first": config.norm_first,
+        "norm": config.norm,
+        "eps": config.eps,
+        "bias": config.bias,
+        "positions": attention_positions(config),
+    }
 
 
 def default_position_ids(length: int, *, past: int, device: torch.device) -> Tensor:
