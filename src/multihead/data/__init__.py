@@ -1,0 +1,40 @@
+"""Data: streaming readers for labelled text, label vocabularies, splits, batching and the known data sets."""
+
+from multihead.data.batching import BucketBatchSampler, pad_batch
+from multihead.data.datasets import SOURCES, SPLITS, bbc_news_topics, data_root, sentence_polarity
+from multihead.data.errors import DataError, ReadReport
+from multihead.data.labels import LabelVocab
+from multihead.data.readers import (
+    FORMATS,
+    Example,
+    infer_format,
+    read_delimited,
+    read_examples,
+    read_folder,
+    read_jsonl,
+    read_lines,
+)
+from multihead.data.splits import split_by_fraction, stratified_split
+
+__all__ = [
+    "FORMATS",
+    "SOURCES",
+    "SPLITS",
+    "BucketBatchSampler",
+    "DataError",
+    "Example",
+    "LabelVocab",
+    "ReadReport",
+    "bbc_news_topics",
+    "data_root",
+    "infer_format",
+    "pad_batch",
+    "read_delimited",
+    "read_examples",
+    "read_folder",
+    "read_jsonl",
+    "read_lines",
+    "sentence_polarity",
+    "split_by_fraction",
+    "stratified_split",
+]

@@ -1,0 +1,205 @@
+"""Experiment configs: YAML or TOML files, validated on load, with ``--set key=value`` overrides.
+
+A config has five sections: ``task``/``output_dir`` at the top, then ``data``, ``tokenizer``, ``model``
+and ``training``. Unknown keys are errors that name the key; relative paths are taken from the
+config file's folder.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from multihead.models.config import TransformerConfig
+from multihead.training.config import TrainingConfig
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
+
+__all__ = ["DataConfig", "ExperimentConfig", "TokenizerConfig", "apply_overrides", "load_experiment"]
+
+TASKS = ("classification",)
+BUILTIN_DATASETS = ("sentence-polarity", "bbc-news-topics")
+
+
+@dataclass(frozen=True, kw_only=True)
+class DataConfig:
+    """Where the examples come from.
+
+    Attributes:
+        dataset: a built-in set (``sentence-polarity``, ``bbc-news-topics``) with its fixed splits, or None.
+        train, validation, test: files or folders (TSV, CSV, JSONL, text lines, or one sub-folder per class).
+        text_field, label_field: column names (TSV/CSV) or keys (JSONL).
+        validation_fraction: held out from ``train`` (stratified, seeded) when no validation file is given.
+        skip_bad_rows: skip and count malformed rows instead of stopping at the first.
+        max_length: tokens per example after truncation (special tokens included).
+        encoding: text encoding of the files.
+    """
+
+    dataset: str | None = None
+    train: str | None = None
+    validation: str | None = None
+    test: str | None = None
+    text_field: str = "text"
+    label_field: str = "label"
+    validation_fraction: float = 0.1
+    skip_bad_rows: bool = False
+    max_length: int = 128
+    encoding: str = "utf-8"
+
+    def __post_init__(self) -> None:
+        if self.dataset is None and self.train is None:
+            raise ValueError("data needs either data.dataset (a built-in set) or data.train (a file)")
+        if self.dataset is not None and self.dataset not in BUILTIN_DATASETS:
+            raise ValueError(f"data.dataset must be one of {BUILTIN_DATASETS}, got {self.dataset!r}")
+        if not 0.0 < self.validation_fraction < 1.0:
+            raise ValueError(f"data.validation_fraction must be in (0, 1), got {self.validation_fraction}")
+        if self.max_length < 2:
+            raise ValueError(f"data.max_length must be >= 2, got {self.max_length}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class TokenizerConfig:
+    """Load a tokenizer (``path``) or train one on the training texts (``kind``, ``vocab_size``, ...)."""
+
+    path: str | None = None
+    kind: str = "wordpiece"
+    vocab_size: int = 8000
+    lowercase: bool = True
+    min_frequency: int = 2
+
+
+@dataclass(frozen=True, kw_only=True)
+class ExperimentConfig:
+    """A whole run. ``model`` holds ``preset`` and ``pooling`` plus any ``TransformerConfig`` field."""
+
+    task: str = "classification"
+    output_dir: str = "runs/experiment"
+    data: DataConfig
+    tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
+    model: dict[str, Any] = field(default_factory=dict)
+    training: TrainingConfig = field(default_factory=TrainingConfig)
+
+    def __post_init__(self) -> None:
+        if self.task not in TASKS:
+            raise ValueError(f"task must be one of {TASKS}, got {self.task!r}")
+        self.model_config(vocab_size=2, pad_id=0)  # validates the model section early
+
+    def model_config(self, *, vocab_size: int, pad_id: int | None) -> TransformerConfig:
+        """The ``TransformerConfig`` for a tokenizer of ``vocab_size`` with padding id ``pad_id``."""
+        fields = {key: value for key, value in self.model.items() if key not in ("preset", "pooling")}
+        for key in ("vocab_size", "pad_id"):
+            if key in fields:
+                raise ValueError(f"model.{key} comes from the tokenizer; remove it from the config")
+        try:
+            return TransformerConfig.preset(self.model.get("preset", "small"), vocab_size=vocab_size,
+                                            pad_id=pad_id, **fields)
+        except TypeError as error:
+            raise ValueError(f"model: {error}") from error
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+_SECTIONS: dict[str, type] = {"data": DataConfig, "tokenizer": TokenizerConfig, "training": TrainingConfig}
+
+
+def _check_keys(values: dict[str, Any], allowed: set[str], where: str) -> None:
+    unknown = sorted(set(values) - allowed)
+    if unknown:
+        prefix = f"{where}." if where else ""
+        raise ValueError(f"unknown key {prefix}{unknown[0]}; allowed keys{' in ' + where if where else ''}: "
+                         f"{sorted(allowed)}")
+
+
+def build_experiment(values: dict[str, Any], *, base_dir: Path | None = None) -> ExperimentConfig:
+    """Validate a nested mapping into an ``ExperimentConfig``; relative paths are resolved from ``base_dir``."""
+    _check_keys(values, {f.name for f in dataclasses.fields(ExperimentConfig)}, "")
+    sections: dict[str, Any] = {}
+    for name, kind in _SECTIONS.items():
+        section = dict(values.get(name) or {})
+        _check_keys(section, {f.name for f in dataclasses.fields(kind)}, name)
+        if name == "training" and "betas" in section:
+            section["betas"] = tuple(section["betas"])
+        sections[name] = section
+    model = dict(values.get("model") or {})
+    _check_keys(model, {f.name for f in dataclasses.fields(TransformerConfig)} | {"preset", "pooling"}, "model")
+    if base_dir is not None:
+        for key in ("train", "validation", "test"):
+            if sections["data"].get(key):
+                sections["data"][key] = str(base_dir / Path(sections["data"][key]).expanduser())
+        if sections["tokenizer"].get("path"):
+            sections["tokenizer"]["path"] = str(base_dir / Path(sections["tokenizer"]["path"]).expanduser())
+    try:
+        return ExperimentConfig(
+            task=values.get("task", "classification"),
+            output_dir=str(values.get("output_dir", "runs/experiment")),
+            data=DataConfig(**sections["data"]),
+            tokenizer=TokenizerConfig(**sections["tokenizer"]),
+            model=model,
+            training=TrainingConfig(**sections["training"]),
+        )
+    except TypeError as error:
+        raise ValueError(str(error)) from error
+
+
+def apply_overrides(values: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply ``key.sub=value`` strings (values parsed as YAML scalars: numbers, true/false, null, lists)."""
+    result = {key: dict(value) if isinstance(value, dict) else value for key, value in values.items()}
+    for override in overrides:
+        if "=" not in override:
+            raise ValueError(f"--set {override!r}: expected key=value, e.g. training.lr=3e-4")
+        key, raw = override.split("=", 1)
+        parts = key.strip().split(".")
+        if len(parts) > 2 or not all(parts):
+            raise ValueError(f"--set {override!r}: keys are 'name' or 'section.name', got {key!r}")
+        value = yaml.safe_load(raw) if raw.strip() else ""
+        if len(parts) == 1:
+            result[parts[0]] = value
+        else:
+            section = result.setdefault(parts[0], {})
+            if not isinstance(section, dict):
+                raise ValueError(f"--set {override!r}: {parts[0]} is not a section")
+            section[parts[1]] = value
+    return result
+
+
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    """Parse a ``.yaml``/``.yml`` or ``.toml`` file into a mapping; errors name the file and line."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: config file not found")
+    text = path.read_text(encoding="utf-8")
+    try:
+        if path.suffix in (".yaml", ".yml"):
+            values = yaml.safe_load(text)
+        elif path.suffix == ".toml":
+            values = tomllib.loads(text)
+        else:
+            raise ValueError(f"{path}: a config is a .yaml, .yml or .toml file")
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        line = f"line {mark.line + 1}: " if mark is not None else ""
+        raise ValueError(f"{path}: {line}not valid YAML ({getattr(error, 'problem', error)})") from error
+    except tomllib.TOMLDecodeError as error:
+        raise ValueError(f"{path}: not valid TOML ({error})") from error
+    if not isinstance(values, dict):
+        raise ValueError(f"{path}: expected a mapping of sections at the top, got {type(values).__name__}")
+    return values
+
+
+def load_experiment(path: str | Path, overrides: list[str] | None = None) -> ExperimentConfig:
+    """Read, override and validate a config file; errors name the file and the bad key or value."""
+    path = Path(path)
+    values = apply_overrides(read_config_file(path), overrides or [])
+    try:
+        return build_experiment(values, base_dir=path.resolve().parent)
+    except ValueError as error:
+        raise ValueError(f"{path}: {error}") from error

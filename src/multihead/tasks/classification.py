@@ -1,0 +1,254 @@
+"""Text classification end to end: read, tokenize, train, test once, save; and predict / evaluate later.
+
+The Python API here is what ``multihead train``, ``eval`` and ``predict`` call.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from multihead.atomic import write_json_atomic
+from multihead.data import (
+    BucketBatchSampler,
+    Example,
+    LabelVocab,
+    ReadReport,
+    bbc_news_topics,
+    pad_batch,
+    read_examples,
+    sentence_polarity,
+    stratified_split,
+)
+from multihead.experiment import ExperimentConfig
+from multihead.metrics import classification_report
+from multihead.model_dir import load_model_dir, write_model_files
+from multihead.models import SequenceClassifier
+from multihead.tokenizers import Tokenizer
+from multihead.training import TrainData, Trainer
+
+__all__ = [
+    "ClassificationResult",
+    "ClassificationTask",
+    "EncodedExamples",
+    "Prediction",
+    "evaluate_classifier",
+    "load_splits",
+    "predict",
+    "train_classifier",
+]
+
+Batch = dict[str, Tensor]
+
+
+@dataclass
+class EncodedExamples:
+    """Token ids and label ids of a split, ready for batching."""
+
+    ids: list[list[int]]
+    labels: list[int]
+
+    def collate(self, indices: Sequence[int], *, pad_id: int) -> Batch:
+        ids, mask = pad_batch([self.ids[i] for i in indices], pad_id=pad_id)
+        return {"ids": ids, "mask": mask, "labels": torch.tensor([self.labels[i] for i in indices])}
+
+    def batches(self, *, batch_size: int, pad_id: int) -> Iterable[Batch]:
+        """Evaluation batches in length order (no shuffling)."""
+        sampler = BucketBatchSampler([len(x) for x in self.ids], batch_size=batch_size, shuffle=False)
+        for indices in sampler.batches(0):
+            yield self.collate(indices, pad_id=pad_id)
+
+
+class ClassificationTask:
+    """Cross-entropy (optionally label-smoothed) over examples; accuracy, macro-F1 and loss to evaluate."""
+
+    def __init__(self, *, label_names: Sequence[str], label_smoothing: float = 0.0) -> None:
+        self.label_names, self.label_smoothing = list(label_names), label_smoothing
+
+    def count(self, batch: Batch) -> int:
+        return int(batch["labels"].numel())
+
+    def loss(self, model: nn.Module, batch: Batch) -> Tensor:
+        logits = model(batch["ids"], mask=batch["mask"]).float()
+        return F.cross_entropy(logits, batch["labels"], reduction="sum", label_smoothing=self.label_smoothing)
+
+    def predict(self, model: nn.Module, batches: Iterable[Batch]) -> tuple[Tensor, Tensor, float]:
+        """Probabilities ``(N, C)``, targets ``(N,)`` and the mean unsmoothed loss."""
+        probabilities, targets, loss, count = [], [], 0.0, 0
+        for batch in batches:
+            logits = model(batch["ids"], mask=batch["mask"]).float()
+            loss += float(F.cross_entropy(logits, batch["labels"], reduction="sum"))
+            count += batch["labels"].numel()
+            probabilities.append(logits.softmax(-1).cpu())
+            targets.append(batch["labels"].cpu())
+        return torch.cat(probabilities), torch.cat(targets), loss / max(count, 1)
+
+    def evaluate(self, model: nn.Module, batches: Iterable[Batch]) -> dict[str, float]:
+        probabilities, targets, loss = self.predict(model, batches)
+        report = classification_report(probabilities.argmax(-1), targets, self.label_names)
+        return {"accuracy": float(report["accuracy"]), "macro_f1": float(report["macro_f1"]), "loss": loss}
+
+
+@dataclass
+class ClassificationResult:
+    output_dir: Path
+    best_validation: float | None
+    best_step: int | None
+    test_report: dict[str, Any] | None
+    seconds: float
+    skipped_rows: int
+
+
+def load_splits(config: ExperimentConfig, *, report: ReadReport | None = None) -> dict[str, list[Example]]:
+    """``train``, ``validation`` and (when known) ``test`` examples for the config's data section."""
+    data = config.data
+    if data.dataset == "sentence-polarity":
+        return sentence_polarity()
+    if data.dataset == "bbc-news-topics":
+        return bbc_news_topics()
+    on_error = "skip" if data.skip_bad_rows else "raise"
+
+    def read(path: str) -> list[Example]:
+        examples = list(read_examples(path, text_field=data.text_field, label_field=data.label_field,
+                                      encoding=data.encoding, on_error=on_error, report=report))
+        if not examples:
+            raise ValueError(f"{path}: no examples found")
+        missing = next((e for e in examples if e.label is None), None)
+        if missing is not None:
+            raise ValueError(f"{missing.source}: no label (expected a {data.label_field!r} column or key)")
+        return examples
+
+    assert data.train is not None
+    splits = {"train": read(data.train)}
+    if data.validation:
+        splits["validation"] = read(data.validation)
+    else:
+        train = splits["train"]
+        kept, held_out = stratified_split(train, labels=[e.label or "" for e in train],
+                                          fractions=[1 - data.validation_fraction, data.validation_fraction],
+                                          seed=config.training.seed)
+        splits["train"], splits["validation"] = kept, held_out
+    if data.test:
+        splits["test"] = read(data.test)
+    return splits
+
+
+def encode_split(examples: Sequence[Example], *, tokenizer: Tokenizer, labels: LabelVocab, max_length: int
+                 ) -> EncodedExamples:
+    ids = tokenizer.encode_batch([e.text for e in examples], max_length=max_length)
+    return EncodedExamples(ids=ids, labels=[labels.encode(e.label or "", source=e.source) for e in examples])
+
+
+def build_tokenizer(config: ExperimentConfig, train_texts: Sequence[str]) -> Tokenizer:
+    settings = config.tokenizer
+    if settings.path:
+        return Tokenizer.load(settings.path)
+    return Tokenizer.train_from_texts(train_texts, kind=settings.kind, vocab_size=settings.vocab_size,
+                                      lowercase=settings.lowercase, min_frequency=settings.min_frequency)
+
+
+def train_classifier(
+    config: ExperimentConfig, *, resume: bool = False, log: Callable[[str], None] = print
+) -> ClassificationResult:
+    """Train on ``train``, pick the best step on ``validation``, report ``test`` once, save ``best/``."""
+    started = time.perf_counter()
+    output_dir = Path(config.output_dir)
+    report = ReadReport()
+    splits = load_splits(config, report=report)
+    if report.skipped:
+        log(f"skipped {report.skipped} bad rows; first problems: " + "; ".join(report.problems[:3]))
+    log(" ".join(f"{name} {len(examples):,}" for name, examples in splits.items()) + " examples")
+    if resume and (output_dir / "last" / "tokenizer.json").is_file():
+        tokenizer = Tokenizer.load(output_dir / "last" / "tokenizer.json")
+    else:
+        tokenizer = build_tokenizer(config, [e.text for e in splits["train"]])
+    if tokenizer.pad_id is None:
+        raise ValueError("the tokenizer has no padding token ([PAD] or <pad>)")
+    labels = LabelVocab.from_labels(e.label or "" for e in splits["train"])
+    encoded = {name: encode_split(examples, tokenizer=tokenizer, labels=labels, max_length=config.data.max_length)
+               for name, examples in splits.items()}
+    torch.manual_seed(config.training.seed)
+    model = SequenceClassifier(config.model_config(vocab_size=tokenizer.vocab_size, pad_id=tokenizer.pad_id),
+                               n_classes=len(labels), pooling=config.model.get("pooling", "mean"))
+    log(f"model: {sum(p.numel() for p in model.parameters()):,} parameters; labels: {', '.join(labels.names)}")
+    pad_id, batch_size = tokenizer.pad_id, config.training.batch_size
+    train = encoded["train"]
+    sampler = BucketBatchSampler([len(x) for x in train.ids], batch_size=batch_size, shuffle=True,
+                                 seed=config.training.seed, drop_last=len(train.ids) >= batch_size)
+    extra = {"task": "classification", "experiment": config.to_dict()}
+
+    def save_files(directory: Path, trained: nn.Module) -> None:
+        write_model_files(directory, model=trained, tokenizer=tokenizer, labels=labels, extra=extra)
+
+    trainer = Trainer(
+        model=model,
+        task=ClassificationTask(label_names=labels.names, label_smoothing=config.training.label_smoothing),
+        train=TrainData(sampler=sampler, collate=lambda indices: train.collate(indices, pad_id=pad_id)),
+        validation=lambda: encoded["validation"].batches(batch_size=2 * batch_size, pad_id=pad_id),
+        config=config.training,
+        output_dir=output_dir,
+        save_files=save_files,
+    )
+    result = trainer.fit(resume=resume)
+    test_report = None
+    if "test" in encoded and not result.interrupted:
+        test_report = evaluate_encoded(output_dir / "best", encoded["test"], batch_size=2 * batch_size)
+        write_json_atomic(output_dir / "test_metrics.json", test_report)
+    return ClassificationResult(output_dir=output_dir, best_validation=result.best_metric,
+                                best_step=result.best_step, test_report=test_report,
+                                seconds=time.perf_counter() - started, skipped_rows=report.skipped)
+
+
+def evaluate_encoded(model_dir: Path, examples: EncodedExamples, *, batch_size: int = 64) -> dict[str, Any]:
+    loaded = load_model_dir(model_dir)
+    task = ClassificationTask(label_names=loaded.labels.names)
+    with torch.no_grad():
+        probabilities, targets, loss = task.predict(
+            loaded.model, examples.batches(batch_size=batch_size, pad_id=loaded.tokenizer.pad_id))
+    report = classification_report(probabilities.argmax(-1), targets, loaded.labels.names)
+    return {**report, "loss": loss, "examples": len(examples.ids)}
+
+
+def evaluate_classifier(model_dir: str | Path, data: str | Path, *, text_field: str = "text",
+                        label_field: str = "label", max_length: int | None = None) -> dict[str, Any]:
+    """Accuracy, macro-F1, per-class scores and confusion matrix of a saved model on a labelled file."""
+    loaded = load_model_dir(model_dir)
+    examples = [e for e in read_examples(data, text_field=text_field, label_field=label_field)]
+    length = max_length or _saved_max_length(loaded.config)
+    encoded = encode_split(examples, tokenizer=loaded.tokenizer, labels=loaded.labels, max_length=length)
+    return evaluate_encoded(Path(model_dir), encoded)
+
+
+@dataclass(frozen=True)
+class Prediction:
+    text: str
+    label: str
+    probabilities: dict[str, float]
+
+
+def predict(model_dir: str | Path, texts: Sequence[str], *, batch_size: int = 64) -> list[Prediction]:
+    """The most likely label and every label's probability for each text."""
+    loaded = load_model_dir(model_dir)
+    if loaded.tokenizer is None or loaded.labels is None:
+        raise ValueError(f"{model_dir}: a classifier directory needs tokenizer.json and labels.json")
+    ids = loaded.tokenizer.encode_batch(list(texts), max_length=_saved_max_length(loaded.config))
+    predictions: list[Prediction] = []
+    with torch.no_grad():
+        for start in range(0, len(ids), batch_size):
+            batch_ids, mask = pad_batch(ids[start:start + batch_size], pad_id=loaded.tokenizer.pad_id)
+            probabilities = loaded.model(batch_ids, mask=mask).float().softmax(-1)
+            for offset, row in enumerate(probabilities.tolist()):
+                scores = dict(zip(loaded.labels.names, row, strict=True))
+                predictions.append(Prediction(texts[start + offset], max(scores, key=scores.__getitem__), scores))
+    return predictions
+
+
+def _saved_max_length(config: dict[str, Any]) -> int:
+    return int(config.get("experiment", {}).get("data", {}).get("max_length", 512))

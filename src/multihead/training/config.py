@@ -1,0 +1,90 @@
+"""``TrainingConfig``: the trainer's settings, frozen and validated."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from multihead.training.schedules import SCHEDULES
+
+__all__ = ["PRECISIONS", "TrainingConfig"]
+
+PRECISIONS = ("fp32", "bf16", "fp16")
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrainingConfig:
+    """How to train.
+
+    Attributes:
+        steps: optimiser steps in total.
+        batch_size: examples per optimiser step, over all processes and accumulation micro-batches.
+        accumulation: micro-batches per optimiser step (gradient accumulation).
+        lr, weight_decay, betas: AdamW; weight decay applies to matrices only.
+        schedule: ``linear``, ``cosine``, ``inverse_sqrt`` or ``constant`` after ``warmup_steps``.
+        min_lr_ratio: where linear and cosine decays end, as a share of ``lr``.
+        clip_norm: gradient norm clipping (None = off).
+        label_smoothing: for classification and sequence losses.
+        precision: ``fp32``; ``bf16`` autocast (CPU and GPU); ``fp16`` autocast with a gradient scaler (GPU).
+        eval_every: evaluate (and save ``last``) every this many steps, and at the end.
+        metric, mode: the validation metric that picks ``best`` and drives early stopping (``max``/``min``).
+        patience: stop after this many evaluations without improvement (None = never).
+        log_every: steps between metrics-log lines.
+        seed: seeds model init, dropout and data order; CPU runs with the same seed are repeatable.
+        progress: show a progress bar; tensorboard: also log to TensorBoard (needs ``tensorboard``).
+        device: ``auto`` (CUDA when available), ``cpu`` or ``cuda``.
+    """
+
+    steps: int = 1000
+    batch_size: int = 32
+    accumulation: int = 1
+    lr: float = 1e-3
+    weight_decay: float = 0.01
+    betas: tuple[float, float] = (0.9, 0.999)
+    schedule: str = "linear"
+    warmup_steps: int = 0
+    min_lr_ratio: float = 0.0
+    clip_norm: float | None = 1.0
+    label_smoothing: float = 0.0
+    precision: str = "fp32"
+    eval_every: int = 200
+    metric: str = "accuracy"
+    mode: str = "max"
+    patience: int | None = None
+    log_every: int = 10
+    seed: int = 0
+    progress: bool = True
+    tensorboard: bool = False
+    device: str = "auto"
+
+    def __post_init__(self) -> None:
+        for name in ("steps", "batch_size", "accumulation", "eval_every", "log_every"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+                raise ValueError(f"training.{name} must be a positive integer, got {value!r}")
+        if self.batch_size % self.accumulation:
+            raise ValueError(
+                f"training.batch_size ({self.batch_size}) must be divisible by "
+                f"training.accumulation ({self.accumulation})"
+            )
+        if self.lr <= 0 or self.weight_decay < 0:
+            raise ValueError(f"training.lr must be > 0 and weight_decay >= 0, got {self.lr} and {self.weight_decay}")
+        if len(self.betas) != 2 or not all(0.0 <= beta < 1.0 for beta in self.betas):
+            raise ValueError(f"training.betas must be two numbers in [0, 1), got {self.betas!r}")
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"training.schedule must be one of {SCHEDULES}, got {self.schedule!r}")
+        if not 0 <= self.warmup_steps <= self.steps:
+            raise ValueError(f"training.warmup_steps must be in 0..steps ({self.steps}), got {self.warmup_steps}")
+        if not 0.0 <= self.min_lr_ratio <= 1.0:
+            raise ValueError(f"training.min_lr_ratio must be in [0, 1], got {self.min_lr_ratio}")
+        if self.clip_norm is not None and self.clip_norm <= 0:
+            raise ValueError(f"training.clip_norm must be positive or null, got {self.clip_norm}")
+        if not 0.0 <= self.label_smoothing < 1.0:
+            raise ValueError(f"training.label_smoothing must be in [0, 1), got {self.label_smoothing}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"training.precision must be one of {PRECISIONS}, got {self.precision!r}")
+        if self.mode not in ("max", "min"):
+            raise ValueError(f"training.mode must be 'max' or 'min', got {self.mode!r}")
+        if self.patience is not None and self.patience <= 0:
+            raise ValueError(f"training.patience must be positive or null, got {self.patience}")
+        if self.device not in ("auto", "cpu", "cuda"):
+            raise ValueError(f"training.device must be 'auto', 'cpu' or 'cuda', got {self.device!r}")

@@ -1,0 +1,6 @@
+"""Make the toy task importable as ``toy`` from the trainer tests."""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
