@@ -12,6 +12,7 @@ from torch import Tensor, nn
 from multihead.cache import KVCache
 from multihead.functional import scaled_dot_product
 from multihead.masks import validate_mask
+from multihead.packing import Packing
 from multihead.positions import ALiBi, RotaryEmbedding
 
 __all__ = ["MultiHeadAttention"]
@@ -82,6 +83,7 @@ class MultiHeadAttention(nn.Module):
         cache: KVCache | None = None,
         need_weights: bool = False,
         position_ids: Tensor | None = None,
+        packing: Packing | None = None,
     ) -> tuple[Tensor, Tensor | None]:
         """Attend from ``x`` to itself (``context=None``) or to ``context``.
 
@@ -96,25 +98,35 @@ class MultiHeadAttention(nn.Module):
             need_weights: also return per-head weights ``(B, H, Tq, Tk)`` (computed only when asked).
             position_ids: positions of the queries ``(Tq,)`` or ``(B, Tq)`` for rotary embeddings;
                 default ``cache.length + arange(Tq)``.
+            packing: self-attention over a padded batch given as its real tokens: ``x`` is ``(N, D)``
+                and so is the output; projections run on the ``N`` tokens only.
 
         Returns:
-            output ``(B, Tq, D)`` and the weights or ``None``.
+            output ``(B, Tq, D)`` (``(N, D)`` with ``packing``) and the weights or ``None``.
         """
-        if x.dim() != 3 or x.shape[-1] != self.d_model:
+        if packing is not None:
+            if context is not None or cache is not None:
+                raise ValueError("packing is for self-attention without a cache")
+            if x.dim() != 2 or x.shape != (packing.index.numel(), self.d_model):
+                raise ValueError(f"packed x must be (N, {self.d_model}) = ({packing.index.numel()}, "
+                                 f"{self.d_model}), got shape {tuple(x.shape)}")
+            batch, query_length = packing.batch, packing.length
+        elif x.dim() != 3 or x.shape[-1] != self.d_model:
             raise ValueError(f"x must be (B, Tq, {self.d_model}), got shape {tuple(x.shape)}")
-        batch, query_length, _ = x.shape
-        q = self.q_proj(x).view(batch, query_length, self.n_heads, self.head_dim).transpose(1, 2)  # (B, H, Tq, Dh)
+        else:
+            batch, query_length, _ = x.shape
+        q = self._split_heads(self.q_proj(x), batch, query_length, self.n_heads, packing)  # (B, H, Tq, Dh)
         past = 0
         if context is not None:
             if cache is not None and cache.length > 0:
                 k, v = cache.cached()
             else:
-                k, v = self._project_keys_values(context)
+                k, v = self._project_keys_values(context, context.shape[0], context.shape[1])
                 if cache is not None:
                     k, v = cache.update(k, v)
         else:
             past = 0 if cache is None else cache.length
-            k, v = self._project_keys_values(x)
+            k, v = self._project_keys_values(x, batch, query_length, packing)
             if isinstance(self.positions, RotaryEmbedding):
                 if position_ids is None:
                     position_ids = torch.arange(past, past + query_length, device=x.device)
@@ -138,13 +150,23 @@ class MultiHeadAttention(nn.Module):
             need_weights=need_weights,
         )  # (B, H, Tq, Dh)
         out = out.transpose(1, 2).reshape(batch, query_length, self.d_model)  # (B, Tq, D)
+        if packing is not None:
+            out = packing.unpad(out)  # (N, D)
         return self.out_proj(out), weights
 
-    def _project_keys_values(self, source: Tensor) -> tuple[Tensor, Tensor]:
-        """``(B, Tk, Dc)`` -> keys and values ``(B, Hkv, Tk, Dh)``."""
-        batch, length, _ = source.shape
-        k = self.k_proj(source).view(batch, length, self.n_kv_heads, self.head_dim).transpose(1, 2)
-        v = self.v_proj(source).view(batch, length, self.n_kv_heads, self.head_dim).transpose(1, 2)
+    @staticmethod
+    def _split_heads(projected: Tensor, batch: int, length: int, heads: int, packing: Packing | None) -> Tensor:
+        """``(B, T, heads * Dh)`` (or packed ``(N, heads * Dh)``) -> ``(B, heads, T, Dh)``."""
+        if packing is not None:
+            projected = packing.pad(projected)  # (B, T, heads * Dh)
+        return projected.view(batch, length, heads, -1).transpose(1, 2)  # (B, heads, T, Dh)
+
+    def _project_keys_values(
+        self, source: Tensor, batch: int, length: int, packing: Packing | None = None
+    ) -> tuple[Tensor, Tensor]:
+        """``(B, Tk, Dc)`` (or packed ``(N, D)``) -> keys and values ``(B, Hkv, Tk, Dh)``."""
+        k = self._split_heads(self.k_proj(source), batch, length, self.n_kv_heads, packing)
+        v = self._split_heads(self.v_proj(source), batch, length, self.n_kv_heads, packing)
         return k, v  # (B, Hkv, Tk, Dh) each
 
     def make_cache(

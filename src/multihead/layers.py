@@ -14,6 +14,7 @@ from torch import Tensor, nn
 
 from multihead.attention import MultiHeadAttention
 from multihead.cache import KVCache
+from multihead.packing import Packing
 from multihead.positions import ALiBi, RotaryEmbedding
 
 __all__ = ["DecoderLayer", "EncoderLayer", "FeedForward", "make_norm"]
@@ -65,7 +66,8 @@ class EncoderLayer(nn.Module):
     Args:
         d_model, n_heads, n_kv_heads, positions: as in ``MultiHeadAttention``.
         d_ff: hidden width of the feed-forward block (default ``4 * d_model``).
-        dropout: residual and feed-forward dropout; ``attention_dropout`` drops attention weights.
+        dropout: residual dropout; ``attention_dropout`` drops attention weights; ``activation_dropout``
+            drops the feed-forward hidden units (default ``dropout``; BERT and GPT-2 use 0).
         activation: ``relu``, ``gelu`` or ``swiglu``.
         norm_first: pre-norm (True) or post-norm (False, as in Vaswani et al. and BERT).
         norm: ``layer`` or ``rms``.
@@ -80,6 +82,7 @@ class EncoderLayer(nn.Module):
         n_kv_heads: int | None = None,
         dropout: float = 0.0,
         attention_dropout: float = 0.0,
+        activation_dropout: float | None = None,
         activation: Activation = "gelu",
         norm_first: bool = True,
         norm: NormKind = "layer",
@@ -93,18 +96,26 @@ class EncoderLayer(nn.Module):
             d_model, n_heads, n_kv_heads=n_kv_heads, bias=bias, dropout=attention_dropout, positions=positions
         )
         self.feed_forward = FeedForward(
-            d_model, d_ff or 4 * d_model, activation=activation, dropout=dropout, bias=bias
+            d_model, d_ff or 4 * d_model, activation=activation, bias=bias,
+            dropout=dropout if activation_dropout is None else activation_dropout,
         )
         self.attn_norm = make_norm(norm, d_model, eps=eps)
         self.ff_norm = make_norm(norm, d_model, eps=eps)
         self.dropout = nn.Dropout(dropout)
 
     def forward(
-        self, x: Tensor, *, mask: Tensor | None = None, is_causal: bool = False, position_ids: Tensor | None = None
+        self,
+        x: Tensor,
+        *,
+        mask: Tensor | None = None,
+        is_causal: bool = False,
+        position_ids: Tensor | None = None,
+        packing: Packing | None = None,
     ) -> Tensor:
-        """``(B, T, D)`` -> ``(B, T, D)``; ``mask`` is True = may attend, broadcastable to ``(B, H, T, T)``."""
+        """``(B, T, D)`` -> ``(B, T, D)`` (or packed real tokens ``(N, D)`` with ``packing``); ``mask`` is
+        True = may attend, broadcastable to ``(B, H, T, T)``."""
         def attend(h: Tensor) -> Tensor:
-            return self.self_attn(h, mask=mask, is_causal=is_causal, position_ids=position_ids)[0]
+            return self.self_attn(h, mask=mask, is_causal=is_causal, position_ids=position_ids, packing=packing)[0]
 
         x = _residual(x, attend, self.attn_norm, self.dropout, self.norm_first)
         return _residual(x, self.feed_forward, self.ff_norm, self.dropout, self.norm_first)
@@ -128,6 +139,7 @@ class DecoderLayer(nn.Module):
         n_kv_heads: int | None = None,
         dropout: float = 0.0,
         attention_dropout: float = 0.0,
+        activation_dropout: float | None = None,
         activation: Activation = "gelu",
         norm_first: bool = True,
         norm: NormKind = "layer",
@@ -149,7 +161,8 @@ class DecoderLayer(nn.Module):
             )
             self.cross_norm = make_norm(norm, d_model, eps=eps)
         self.feed_forward = FeedForward(
-            d_model, d_ff or 4 * d_model, activation=activation, dropout=dropout, bias=bias
+            d_model, d_ff or 4 * d_model, activation=activation, bias=bias,
+            dropout=dropout if activation_dropout is None else activation_dropout,
         )
         self.ff_norm = make_norm(norm, d_model, eps=eps)
         self.dropout = nn.Dropout(dropout)

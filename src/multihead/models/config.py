@@ -32,7 +32,8 @@ class TransformerConfig:
         n_decoder_layers: decoder layers of an ``EncoderDecoder`` (default ``n_layers``).
         positions: ``sinusoidal``, ``learned``, ``rope``, ``alibi`` or ``none``.
         max_length: longest sequence (learned positions and cache sizes).
-        dropout, attention_dropout: residual/feed-forward and attention-weight dropout.
+        dropout, attention_dropout: residual and attention-weight dropout.
+        activation_dropout: dropout on the feed-forward hidden units; ``None`` uses ``dropout``.
         norm_first: pre-norm (True) or post-norm; norm: ``layer`` or ``rms``.
         tie_embeddings: the output projection shares the token embedding matrix.
         scale_embeddings: Vaswani et al.'s convention: token embeddings start at std ``d_model ** -0.5`` and
@@ -58,6 +59,7 @@ class TransformerConfig:
     max_length: int = 512
     dropout: float = 0.1
     attention_dropout: float = 0.0
+    activation_dropout: float | None = None
     bias: bool = True
     tie_embeddings: bool = True
     scale_embeddings: bool | None = None
@@ -88,8 +90,8 @@ class TransformerConfig:
             raise ValueError(f"rope needs an even head width, got d_model/n_heads = {self.head_dim}")
         if self.positions == "sinusoidal" and self.d_model % 2:
             raise ValueError(f"sinusoidal positions need an even d_model, got {self.d_model}")
-        for name in ("dropout", "attention_dropout"):
-            if not 0.0 <= getattr(self, name) < 1.0:
+        for name in ("dropout", "attention_dropout", "activation_dropout"):
+            if getattr(self, name) is not None and not 0.0 <= getattr(self, name) < 1.0:
                 raise ValueError(f"TransformerConfig.{name} must be in [0, 1), got {getattr(self, name)!r}")
         if self.eps <= 0:
             raise ValueError(f"TransformerConfig.eps must be positive, got {self.eps!r}")

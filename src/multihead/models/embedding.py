@@ -63,6 +63,7 @@ def layer_options(config: TransformerConfig) -> dict[str, Any]:
         "n_kv_heads": config.n_kv_heads,
         "dropout": config.dropout,
         "attention_dropout": config.attention_dropout,
+        "activation_dropout": config.activation_dropout,
         "activation": config.activation,
         "norm_first": config.norm_first,
         "norm": config.norm,

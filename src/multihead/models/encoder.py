@@ -17,6 +17,7 @@ from multihead.models.embedding import (
     init_weights,
     layer_options,
 )
+from multihead.packing import Packing
 
 __all__ = ["Encoder"]
 
@@ -41,7 +42,7 @@ class Encoder(nn.Module):
         init_weights(self)
 
     def forward(self, ids: Tensor, *, mask: Tensor | None = None) -> Tensor:
-        """Encode ``(B, T)`` token ids into ``(B, T, D)``.
+        """Encode ``(B, T)`` token ids into ``(B, T, D)``; padded positions come out as zeros.
 
         Args:
             mask: ``(B, T)`` bool, True = real token; default ``ids != config.pad_id`` (all real if no pad id).
@@ -51,6 +52,10 @@ class Encoder(nn.Module):
         position_ids = default_position_ids(ids.shape[1], past=0, device=ids.device)
         x = self.embeddings(ids, position_ids)  # (B, T, D)
         attention_mask = None if mask is None else key_padding_to_attention(mask)  # (B, 1, 1, T)
+        packing = None if mask is None else Packing.from_mask(mask)
+        if packing is not None:  # position-wise work on real tokens only; attention sees the grid
+            x = packing.unpad(x)  # (N, D)
         for layer in self.layers:
-            x = layer(x, mask=attention_mask, position_ids=position_ids)
-        return self.final_norm(x)
+            x = layer(x, mask=attention_mask, position_ids=position_ids, packing=packing)
+        x = self.final_norm(x)
+        return x if packing is None else packing.pad(x)  # (B, T, D), zeros at padding
