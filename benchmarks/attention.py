@@ -167,7 +167,8 @@ def main() -> None:
     print("ours/hand: time relative to hand-written SDPA (goal <= 1.05x)")
     print("nn/compat: compat.MultiheadAttention vs torch.nn, both at defaults (goal >= 1.0x, i.e. no slower)\n")
 
-    print("opt-in bf16 autocast (AMX on CPUs that have it), forward, multihead only; not part of the fp32 goals:")
+    print("opt-in bf16 autocast (AVX512-BF16 or AMX where the CPU has them), forward, multihead only; "
+          "not part of the fp32 goals:")
     for batch, length in SHAPES:
         fp32_ms, bf16_ms = time_autocast(batch, length, rounds, repeats)
         print(f"  {(batch, length)!s:>10}: fp32 {fp32_ms:8.2f} ms, bf16 autocast {bf16_ms:8.2f} ms, "
