@@ -44,6 +44,7 @@ class DataConfig:
         skip_bad_rows: skip and count malformed rows instead of stopping at the first.
         max_length: tokens per example after truncation (special tokens included).
         encoding: text encoding of the files.
+        word_dropout: share of tokens deleted at random from each training example (augmentation).
     """
 
     dataset: str | None = None
@@ -56,6 +57,7 @@ class DataConfig:
     skip_bad_rows: bool = False
     max_length: int = 128
     encoding: str = "utf-8"
+    word_dropout: float = 0.0
 
     def __post_init__(self) -> None:
         if self.dataset is None and self.train is None:
@@ -66,6 +68,8 @@ class DataConfig:
             raise ValueError(f"data.validation_fraction must be in (0, 1), got {self.validation_fraction}")
         if self.max_length < 2:
             raise ValueError(f"data.max_length must be >= 2, got {self.max_length}")
+        if not 0.0 <= self.word_dropout < 1.0:
+            raise ValueError(f"data.word_dropout must be in [0, 1), got {self.word_dropout}")
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -1,7 +1,16 @@
 """Data: streaming readers for labelled text, label vocabularies, splits, batching and the known data sets."""
 
 from multihead.data.batching import BucketBatchSampler, pad_batch
-from multihead.data.datasets import SOURCES, SPLITS, bbc_news_topics, data_root, sentence_polarity
+from multihead.data.datasets import (
+    SOURCES,
+    SPLITS,
+    bbc_news_topics,
+    data_root,
+    multi30k,
+    sentence_polarity,
+    tinyshakespeare,
+)
+from multihead.data.parallel import read_parallel
 from multihead.data.errors import DataError, ReadReport
 from multihead.data.labels import LabelVocab
 from multihead.data.readers import (
@@ -28,13 +37,16 @@ __all__ = [
     "bbc_news_topics",
     "data_root",
     "infer_format",
+    "multi30k",
     "pad_batch",
     "read_delimited",
     "read_examples",
     "read_folder",
     "read_jsonl",
     "read_lines",
+    "read_parallel",
     "sentence_polarity",
     "split_by_fraction",
     "stratified_split",
+    "tinyshakespeare",
 ]

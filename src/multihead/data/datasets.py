@@ -16,7 +16,7 @@ from typing import Any
 from multihead.data.errors import DataError
 from multihead.data.readers import Example, read_folder, read_lines
 
-__all__ = ["SOURCES", "SPLITS", "bbc_news_topics", "data_root", "sentence_polarity"]
+__all__ = ["SOURCES", "SPLITS", "bbc_news_topics", "data_root", "multi30k", "sentence_polarity", "tinyshakespeare"]
 
 SPLITS = ("train", "validation", "test")
 _ENV = "MULTIHEAD_DATA"
@@ -185,3 +185,35 @@ def bbc_news_topics(root: str | os.PathLike[str] | None = None) -> dict[str, lis
             raise DataError("file name is not a number; expected numbered files such as 001.txt", path=example.source)
         splits[_split_of(int(stem))].append(example)
     return splits
+
+
+def multi30k(root: str | os.PathLike[str] | None = None, *, source: str = "en",
+             target: str = "de") -> dict[str, list[Example]]:
+    """Multi30k task 1 (raw, cased): ``train`` 29,000, ``validation`` (``val``) 1,014 and ``test``
+    (``test_2016_flickr``) 1,000 sentence pairs.
+
+    Returns:
+        ``{"train": [...], "validation": [...], "test": [...]}`` of examples whose ``text`` is the source
+        sentence and ``label`` the target sentence; sources ``"<source file>:line"``.
+    """
+    from multihead.data.parallel import read_parallel
+
+    folder = (data_root() if root is None else Path(root)) / "multi30k"
+    files = {"train": "train", "validation": "val", "test": "test_2016_flickr"}
+    return {split: list(read_parallel(folder / f"{stem}.{source}.gz", folder / f"{stem}.{target}.gz"))
+            for split, stem in files.items()}
+
+
+def tinyshakespeare(root: str | os.PathLike[str] | None = None) -> dict[str, str]:
+    """tiny-shakespeare as text: the first 90% of characters train, the last 10% validation (nanoGPT's split).
+
+    Returns:
+        ``{"train": str, "validation": str}`` (1,003,854 and 111,540 characters).
+    """
+    path = (data_root() if root is None else Path(root)) / "tinyshakespeare" / "input.txt"
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as error:
+        raise DataError(f"not valid UTF-8 ({error.reason} at byte {error.start})", path=str(path)) from None
+    cut = int(len(text) * 0.9)
+    return {"train": text[:cut], "validation": text[cut:]}

@@ -55,8 +55,12 @@ class EncodedExamples:
     ids: list[list[int]]
     labels: list[int]
 
-    def collate(self, indices: Sequence[int], *, pad_id: int) -> Batch:
-        ids, mask = pad_batch([self.ids[i] for i in indices], pad_id=pad_id)
+    def collate(self, indices: Sequence[int], *, pad_id: int, word_dropout: float = 0.0) -> Batch:
+        """Pad the chosen examples; ``word_dropout`` deletes that share of inner tokens (training only)."""
+        sequences = [self.ids[i] for i in indices]
+        if word_dropout > 0.0:
+            sequences = [drop_inner_tokens(x, word_dropout) for x in sequences]
+        ids, mask = pad_batch(sequences, pad_id=pad_id)
         return {"ids": ids, "mask": mask, "labels": torch.tensor([self.labels[i] for i in indices])}
 
     def batches(self, *, batch_size: int, pad_id: int) -> Iterable[Batch]:
@@ -64,6 +68,21 @@ class EncodedExamples:
         sampler = BucketBatchSampler([len(x) for x in self.ids], batch_size=batch_size, shuffle=False)
         for indices in sampler.batches(0):
             yield self.collate(indices, pad_id=pad_id)
+
+
+def drop_inner_tokens(ids: list[int], rate: float) -> list[int]:
+    """Delete each token but the first and last (the special tokens) with probability ``rate``.
+
+    Word dropout (Iyyer et al., 2015) as augmentation; it draws from torch's global generator, so seeded
+    runs repeat and a resumed run continues the same stream. At least one inner token always survives.
+    """
+    if len(ids) <= 3:
+        return ids
+    inner = ids[1:-1]
+    keep = torch.rand(len(inner)) >= rate  # (T - 2,)
+    if not bool(keep.any()):
+        keep[int(torch.randint(len(inner), ()))] = True
+    return [ids[0], *(token for token, kept in zip(inner, keep.tolist()) if kept), ids[-1]]
 
 
 class ClassificationTask:
@@ -190,7 +209,8 @@ def train_classifier(
     trainer = Trainer(
         model=model,
         task=ClassificationTask(label_names=labels.names, label_smoothing=config.training.label_smoothing),
-        train=TrainData(sampler=sampler, collate=lambda indices: train.collate(indices, pad_id=pad_id)),
+        train=TrainData(sampler=sampler, collate=lambda indices: train.collate(
+            indices, pad_id=pad_id, word_dropout=config.data.word_dropout)),
         validation=lambda: encoded["validation"].batches(batch_size=2 * batch_size, pad_id=pad_id),
         config=config.training,
         output_dir=output_dir,
