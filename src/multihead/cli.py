@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import multihead
+from multihead.cli_generate import add_generation_commands
 
 __all__ = ["build_parser", "main"]
 
@@ -20,6 +21,11 @@ examples:
   multihead train my.yaml --resume                      continue from OUTPUT_DIR/last
   multihead eval runs/mr/best test.tsv                  accuracy, macro-F1, confusion matrix
   multihead predict runs/mr/best "a gripping, funny film" --json
+  multihead train configs/translate-multi30k.yaml       English->German translation (Multi30k)
+  multihead translate runs/translate-multi30k/best "A dog runs on the beach." --stream
+  multihead eval runs/translate-multi30k/best --split test      sacreBLEU BLEU and chrF
+  multihead generate runs/lm-tinyshakespeare/best --prompt "ROMEO:" --do-sample --top-p 0.9 --seed 1
+  multihead summarize runs/summarize-bbc-extractive/best --file article.txt
   multihead tokenizer train corpus.txt --kind wordpiece --vocab-size 8000 --out tokenizer.json
 """
 
@@ -65,12 +71,32 @@ def _demo(args: argparse.Namespace) -> int:
 
 def _train(args: argparse.Namespace) -> int:
     from multihead.experiment import load_experiment
-    from multihead.tasks.classification import train_classifier
 
     overrides = list(args.set or [])
     if args.output_dir:
         overrides.append(f"output_dir={args.output_dir}")
     config = load_experiment(args.config, overrides)
+    if config.task in ("translation", "abstractive-summarization"):
+        from multihead.tasks.seq2seq import train_seq2seq
+
+        trained = train_seq2seq(config, resume=args.resume)
+        print(f"trained in {trained.seconds:.0f} s; best validation {config.training.metric} "
+              f"{trained.best_validation:.4f} at step {trained.best_step}; model: {trained.output_dir / 'best'}")
+        print(f"evaluate: multihead eval {trained.output_dir / 'best'} --split test")
+        return 0
+    if config.task == "language-model":
+        from multihead.tasks.language_model import train_language_model
+
+        lm = train_language_model(config, resume=args.resume)
+        scores = lm.validation or {}
+        print(f"trained in {lm.seconds:.0f} s; best validation loss {lm.best_validation:.4f} nats per token "
+              f"(perplexity {scores.get('perplexity', float('nan')):.2f}, "
+              f"{scores.get('bits_per_character', float('nan')):.3f} bits per character) at step {lm.best_step}; "
+              f"model: {lm.output_dir / 'best'}")
+        print(f"sample: multihead generate {lm.output_dir / 'best'} --prompt 'ROMEO:' --do-sample")
+        return 0
+    from multihead.tasks.classification import train_classifier
+
     result = train_classifier(config, resume=args.resume)
     print(f"trained in {result.seconds:.0f} s; best validation {config.training.metric} "
           f"{result.best_validation:.4f} at step {result.best_step}; model: {result.output_dir / 'best'}")
@@ -81,8 +107,23 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _eval(args: argparse.Namespace) -> int:
+    from multihead.cli_generate import evaluate_generation_model, model_task, print_generation_report
+
+    if model_task(args.model_dir) != "classification":
+        options = {"num_beams": args.num_beams, "length_penalty": args.length_penalty}
+        report = evaluate_generation_model(args.model_dir, split=args.split, data=args.data,
+                                           references=args.references,
+                                           options={k: v for k, v in options.items() if v is not None},
+                                           limit=args.limit)
+        if args.json:
+            print(json.dumps(report, indent=2))
+        else:
+            print_generation_report(report)
+        return 0
     from multihead.tasks.classification import evaluate_classifier
 
+    if args.data is None:
+        raise ValueError("a classifier is scored on a labelled file: multihead eval MODEL_DIR DATA")
     report = evaluate_classifier(args.model_dir, args.data, text_field=args.text_field, label_field=args.label_field)
     print(json.dumps(report, indent=2)) if args.json else _print_report(report)
     return 0
@@ -137,9 +178,17 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--resume", action="store_true", help="continue from OUTPUT_DIR/last (Ctrl-C saves it)")
     train.set_defaults(run=_train)
 
-    evaluate = commands.add_parser("eval", help="score a saved model on a labelled file")
+    evaluate = commands.add_parser(
+        "eval", help="score a saved model: accuracy, BLEU/chrF, ROUGE or perplexity, as its task requires")
     evaluate.add_argument("model_dir", help="a model directory (e.g. runs/demo/best)")
-    evaluate.add_argument("data", help="TSV, CSV, JSONL or a folder with one sub-folder per class")
+    evaluate.add_argument("data", nargs="?", help="classifier: TSV, CSV, JSONL or a folder with one sub-folder per "
+                          "class; translation: a source file (with --references); language model: a text file")
+    evaluate.add_argument("--split", default="test", help="without DATA: the split of the model's own data set "
+                          "(default test; language models: validation)")
+    evaluate.add_argument("--references", help="reference translations or summaries, line-aligned with DATA")
+    evaluate.add_argument("--num-beams", type=int, help="beam size for translation and summarisation (default 4)")
+    evaluate.add_argument("--length-penalty", type=float, help="beam length penalty (default: the model's)")
+    evaluate.add_argument("--limit", type=int, help="score only the first N examples")
     evaluate.add_argument("--text-field", default="text", help="text column or key (default text)")
     evaluate.add_argument("--label-field", default="label", help="label column or key (default label)")
     evaluate.add_argument("--json", action="store_true", help="print the report as JSON")
@@ -151,6 +200,8 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--file", help="also label every non-empty line of this file")
     predict.add_argument("--json", action="store_true", help="one JSON object per text, with all probabilities")
     predict.set_defaults(run=_predict)
+
+    add_generation_commands(commands)
 
     tokenizer = commands.add_parser("tokenizer", help="tokenizer tools")
     tokenizer_commands = tokenizer.add_subparsers(dest="tokenizer_command", required=True, metavar="ACTION")

@@ -28,8 +28,13 @@ else:  # pragma: no cover - Python 3.10
 
 __all__ = ["DataConfig", "ExperimentConfig", "TokenizerConfig", "apply_overrides", "load_experiment"]
 
-TASKS = ("classification",)
-BUILTIN_DATASETS = ("sentence-polarity", "bbc-news-topics")
+TASKS = ("classification", "translation", "abstractive-summarization", "extractive-summarization", "language-model")
+BUILTIN_DATASETS = ("sentence-polarity", "bbc-news-topics", "multi30k", "tinyshakespeare", "bbc-news-summary")
+
+
+MODEL_EXTRAS = ("preset", "pooling", "shared_vocabulary")
+"""Keys of the ``model`` section that are not ``TransformerConfig`` fields: the preset to start from, the
+classifier's pooling, and whether a sequence-to-sequence model shares one vocabulary between its sides."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -45,6 +50,11 @@ class DataConfig:
         max_length: tokens per example after truncation (special tokens included).
         encoding: text encoding of the files.
         word_dropout: share of tokens deleted at random from each training example (augmentation).
+        source_field, target_field: columns or keys of the two sides of a parallel TSV/CSV/JSONL file.
+        train_target, validation_target, test_target: the target files when parallel text comes as two
+            line-aligned files (``train`` etc. are then the source files).
+        source_language, target_language: the direction for multi30k (``en``, ``de``, ``fr``, ``cs``).
+        max_target_length: target tokens per example (sequence-to-sequence tasks).
     """
 
     dataset: str | None = None
@@ -58,6 +68,14 @@ class DataConfig:
     max_length: int = 128
     encoding: str = "utf-8"
     word_dropout: float = 0.0
+    source_field: str = "source"
+    target_field: str = "target"
+    train_target: str | None = None
+    validation_target: str | None = None
+    test_target: str | None = None
+    source_language: str = "en"
+    target_language: str = "de"
+    max_target_length: int = 128
 
     def __post_init__(self) -> None:
         if self.dataset is None and self.train is None:
@@ -70,6 +88,8 @@ class DataConfig:
             raise ValueError(f"data.max_length must be >= 2, got {self.max_length}")
         if not 0.0 <= self.word_dropout < 1.0:
             raise ValueError(f"data.word_dropout must be in [0, 1), got {self.word_dropout}")
+        if self.max_target_length < 2:
+            raise ValueError(f"data.max_target_length must be >= 2, got {self.max_target_length}")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -85,7 +105,7 @@ class TokenizerConfig:
 
 @dataclass(frozen=True, kw_only=True)
 class ExperimentConfig:
-    """A whole run. ``model`` holds ``preset`` and ``pooling`` plus any ``TransformerConfig`` field."""
+    """A whole run. ``model`` holds :data:`MODEL_EXTRAS` plus any ``TransformerConfig`` field."""
 
     task: str = "classification"
     output_dir: str = "runs/experiment"
@@ -101,7 +121,7 @@ class ExperimentConfig:
 
     def model_config(self, *, vocab_size: int, pad_id: int | None) -> TransformerConfig:
         """The ``TransformerConfig`` for a tokenizer of ``vocab_size`` with padding id ``pad_id``."""
-        fields = {key: value for key, value in self.model.items() if key not in ("preset", "pooling")}
+        fields = {key: value for key, value in self.model.items() if key not in MODEL_EXTRAS}
         for key in ("vocab_size", "pad_id"):
             if key in fields:
                 raise ValueError(f"model.{key} comes from the tokenizer; remove it from the config")
@@ -179,12 +199,12 @@ def build_experiment(values: dict[str, Any], *, base_dir: Path | None = None) ->
         sections[name] = _typed(section, kind, name)
     model = dict(values.get("model") or {})
     model_fields = {f.name for f in dataclasses.fields(TransformerConfig)}
-    _check_keys(model, model_fields | {"preset", "pooling"}, "model")
+    _check_keys(model, model_fields | set(MODEL_EXTRAS), "model")
     hints = typing.get_type_hints(TransformerConfig)
     model = {key: _coerce(value, hints[key], f"model.{key}") if key in model_fields else value
              for key, value in model.items()}
     if base_dir is not None:
-        for key in ("train", "validation", "test"):
+        for key in ("train", "validation", "test", "train_target", "validation_target", "test_target"):
             if sections["data"].get(key):
                 sections["data"][key] = str(base_dir / Path(sections["data"][key]).expanduser())
         if sections["tokenizer"].get("path"):

@@ -71,6 +71,14 @@ def test_early_stopping_stops(tmp_path: Path) -> None:
     assert result.stopped_early and result.step < 400
 
 
+def test_time_budget_stops_evaluates_and_saves(tmp_path: Path) -> None:
+    trainer, _ = make_trainer(tmp_path, steps=400, eval_every=100, max_minutes=1e-9)
+    result = trainer.fit()
+    assert result.out_of_time and result.step == 1
+    assert [e["step"] for e in result.evaluations] == [1]
+    assert (tmp_path / "best" / "model.safetensors").is_file() and (tmp_path / "last").is_dir()
+
+
 def test_bf16_autocast_trains(tmp_path: Path) -> None:
     trainer, model = make_trainer(tmp_path, steps=60, precision="bf16")
     result = trainer.fit()

@@ -17,6 +17,8 @@ class TrainingConfig:
 
     Attributes:
         steps: optimiser steps in total.
+        max_minutes: also stop (evaluating and saving as at the last step) once training has run this many
+            minutes of wall-clock time, resumed runs included (None = no time limit).
         batch_size: examples per optimiser step, over all processes and accumulation micro-batches.
         accumulation: micro-batches per optimiser step (gradient accumulation).
         lr, weight_decay, betas: AdamW; weight decay applies to matrices only.
@@ -35,6 +37,7 @@ class TrainingConfig:
     """
 
     steps: int = 1000
+    max_minutes: float | None = None
     batch_size: int = 32
     accumulation: int = 1
     lr: float = 1e-3
@@ -61,6 +64,8 @@ class TrainingConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
                 raise ValueError(f"training.{name} must be a positive integer, got {value!r}")
+        if self.max_minutes is not None and self.max_minutes <= 0:
+            raise ValueError(f"training.max_minutes must be positive or null, got {self.max_minutes}")
         if self.batch_size % self.accumulation:
             raise ValueError(
                 f"training.batch_size ({self.batch_size}) must be divisible by "

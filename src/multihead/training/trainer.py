@@ -71,6 +71,7 @@ class TrainResult:
     best_step: int | None
     stopped_early: bool
     interrupted: bool
+    out_of_time: bool = False
     evaluations: list[dict[str, Any]] = field(default_factory=list)
 
 
@@ -100,7 +101,7 @@ class Trainer:
         self.config, self.output_dir, self.save_files = config, Path(output_dir), save_files
         self.device = _pick_device(config.device)
         self.counters: dict[str, Any] = {"step": 0, "epoch": 0, "batch": 0, "best": None, "best_step": None,
-                                         "bad_evaluations": 0}
+                                         "bad_evaluations": 0, "seconds": 0.0}
         self._stop_requested = False
 
     # ----------------------------------------------------------------------------------------------- public
@@ -132,6 +133,7 @@ class Trainer:
         bar = tqdm(total=config.steps, initial=self.counters["step"], unit="step", dynamic_ncols=True,
                    disable=not config.progress or rank != 0)
         running_loss, running_units, started = 0.0, 0, time.perf_counter()
+        clock, seconds_before = started, float(self.counters.get("seconds", 0.0))
         with self._stop_on_interrupt(), log, bar:
             for indices in self._remaining_batches():
                 loss_sum, units = self._train_step(trained, optimizer, scheduler, scaler, indices)
@@ -146,7 +148,9 @@ class Trainer:
                     bar.set_postfix(loss=f"{mean_loss:.4f}", lr=f"{scheduler.get_last_lr()[0]:.2e}",
                                     units_per_s=f"{rate:,.0f}")
                     running_loss, running_units, started = 0.0, 0, time.perf_counter()
-                finished = step >= config.steps
+                self.counters["seconds"] = seconds_before + time.perf_counter() - clock
+                out_of_time = self._out_of_time(world_size)
+                finished = step >= config.steps or out_of_time
                 stopping = self._stop_requested or (stop_after_steps is not None and step >= stop_after_steps)
                 if step % config.eval_every == 0 or finished:
                     metrics = self._evaluate_and_keep_best(model, log, bar)
@@ -160,6 +164,7 @@ class Trainer:
                 if finished or stopping:
                     result.interrupted = self._stop_requested
                     break
+        result.out_of_time = self._out_of_time(world_size)
         result.step, result.best_metric, result.best_step = (
             self.counters["step"], self.counters["best"], self.counters["best_step"])
         return result
@@ -214,6 +219,15 @@ class Trainer:
         self.counters["step"] += 1
         (total_loss,) = distributed.all_reduce_sum([local_loss], self.device)
         return total_loss, int(global_units)
+
+    def _out_of_time(self, world_size: int) -> bool:
+        """Whether ``max_minutes`` is spent; processes agree (any one out of time stops them all)."""
+        if self.config.max_minutes is None:
+            return False
+        spent = float(self.counters["seconds"] >= 60 * self.config.max_minutes)
+        if world_size > 1:
+            (spent,) = distributed.all_reduce_sum([spent], self.device)
+        return spent > 0
 
     def _autocast(self) -> contextlib.AbstractContextManager[Any]:
         precision = self.config.precision

@@ -1,0 +1,171 @@
+"""The generation commands of ``multihead``: ``translate``, ``generate``, ``summarize``, and ``eval`` for
+sequence-to-sequence models and language models. A thin shell over :mod:`multihead.tasks`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+__all__ = ["add_generation_commands", "evaluate_generation_model", "model_task"]
+
+
+def model_task(model_dir: str | Path) -> str:
+    """The ``task`` recorded in a model directory's ``config.json`` (``classification`` when absent)."""
+    path = Path(model_dir) / "config.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: not found; expected a model directory (config.json, model.safetensors)")
+    try:
+        return str(json.loads(path.read_text()).get("task", "classification"))
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{path}: line {error.lineno}: not valid JSON ({error.msg})") from error
+
+
+def _decoding_options(parser: argparse.ArgumentParser, *, beams: int) -> None:
+    group = parser.add_argument_group("decoding")
+    group.add_argument("--num-beams", type=int, default=beams, help=f"beam size (default {beams}; 1 = greedy)")
+    group.add_argument("--length-penalty", type=float, help="beam score = log p / length**this")
+    group.add_argument("--max-new-tokens", type=int, help="tokens to generate at most")
+    group.add_argument("--do-sample", action="store_true", help="sample instead of searching")
+    group.add_argument("--temperature", type=float, help="sampling temperature (default 1.0)")
+    group.add_argument("--top-k", type=int, help="sample among the k most likely tokens")
+    group.add_argument("--top-p", type=float, help="sample among the smallest set of tokens with this mass")
+    group.add_argument("--repetition-penalty", type=float, help="> 1 discourages tokens already generated")
+    group.add_argument("--num-return-sequences", type=int, help="n-best size or number of samples")
+    group.add_argument("--seed", type=int, help="seed of the sampler (repeatable samples)")
+    group.add_argument("--stop", action="append", metavar="TEXT", help="stop when this text appears (repeatable)")
+    group.add_argument("--stream", action="store_true", help="print the text as it is decoded")
+
+
+def _options(args: argparse.Namespace) -> dict[str, Any]:
+    options = {"num_beams": args.num_beams, "length_penalty": args.length_penalty,
+               "max_new_tokens": args.max_new_tokens, "do_sample": args.do_sample or None,
+               "temperature": args.temperature, "top_k": args.top_k, "top_p": args.top_p,
+               "repetition_penalty": args.repetition_penalty, "num_return_sequences": args.num_return_sequences,
+               "seed": args.seed, "stop_strings": tuple(args.stop) if args.stop else None}
+    if args.do_sample and args.num_beams != 1:
+        raise ValueError("--do-sample samples one token at a time; use it with --num-beams 1")
+    return {key: value for key, value in options.items() if value is not None}
+
+
+def _inputs(args: argparse.Namespace) -> list[str]:
+    texts = list(args.texts)
+    if args.file:
+        path = Path(args.file)
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: no such file; expected one text a line")
+        texts += [line.rstrip("\n") for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    if not texts:
+        raise ValueError("nothing to do: give TEXT arguments or --file FILE")
+    return texts
+
+
+def _print_stream(updates: Iterator[str]) -> None:
+    """Print each update's new tail; when the text changes before the printed part (beam search), reprint."""
+    shown = ""
+    for text in updates:
+        if text.startswith(shown):
+            sys.stdout.write(text[len(shown):])
+        else:
+            sys.stdout.write("\n" + text)
+        sys.stdout.flush()
+        shown = text
+    sys.stdout.write("\n")
+
+
+def _translate(args: argparse.Namespace) -> int:
+    from multihead.tasks.seq2seq_eval import load_seq2seq
+
+    model = load_seq2seq(args.model_dir)
+    config = model.generation_config(**_options(args))
+    texts = _inputs(args)
+    if args.stream:
+        for text in texts:
+            _print_stream(model.stream(text, generation=config))
+        return 0
+    for output in model(texts, generation=config):
+        print(output)
+    return 0
+
+
+def _generate(args: argparse.Namespace) -> int:
+    from multihead.tasks.text_generator import load_text_generator
+
+    generator = load_text_generator(args.model_dir)
+    config = generator.generation_config(**_options(args))
+    if args.stream:
+        sys.stdout.write(args.prompt)
+        _print_stream(generator.stream(args.prompt, generation=config))
+        return 0
+    for continuation in generator([args.prompt], generation=config)[0]:
+        print(args.prompt + continuation)
+        print("-" * 40)
+    return 0
+
+
+def _summarize(args: argparse.Namespace) -> int:
+    texts = _inputs(args)
+    if model_task(args.model_dir) == "extractive-summarization":
+        from multihead.tasks.extractive import summarize_extractive
+
+        for sentences in summarize_extractive(args.model_dir, texts, k=args.sentences):
+            print(" ".join(sentences))
+        return 0
+    return _translate(args)
+
+
+def evaluate_generation_model(model_dir: str, *, split: str, data: str | None, references: str | None,
+                              options: dict[str, Any], limit: int | None = None) -> dict[str, Any]:
+    """BLEU/chrF (translation), ROUGE (summarisation) or perplexity (language model) of a saved model."""
+    task = model_task(model_dir)
+    if task == "language-model":
+        from multihead.tasks.text_generator import evaluate_language_model
+
+        return evaluate_language_model(model_dir, split=split, file=data)
+    if task == "extractive-summarization":
+        from multihead.tasks.extractive import evaluate_extractive
+
+        return evaluate_extractive(model_dir, split=split)
+    from multihead.tasks.seq2seq_eval import evaluate_seq2seq, load_seq2seq
+
+    if data is not None and references is None:
+        raise ValueError("a translation or summarisation model scores DATA against --references FILE "
+                         "(line-aligned), or a split of its own data set with --split")
+    generation = load_seq2seq(model_dir).generation_config(**options)
+    pair = None if data is None else (data, str(references))
+    return evaluate_seq2seq(model_dir, split=split, data=pair, generation=generation, limit=limit)
+
+
+def add_generation_commands(commands: Any) -> None:
+    """Add ``translate``, ``generate`` and ``summarize`` to the ``multihead`` sub-command parser."""
+    translate = commands.add_parser("translate", help="translate texts with a saved encoder-decoder")
+    translate.add_argument("model_dir", help="a model directory (e.g. runs/translate-multi30k/best)")
+    translate.add_argument("texts", nargs="*", metavar="TEXT", help="sentences to translate")
+    translate.add_argument("--file", help="also translate every non-empty line of this file")
+    _decoding_options(translate, beams=4)
+    translate.set_defaults(run=_translate)
+
+    generate = commands.add_parser("generate", help="continue a prompt with a saved language model")
+    generate.add_argument("model_dir", help="a model directory (e.g. runs/lm-tinyshakespeare/best)")
+    generate.add_argument("--prompt", default="", help="the text to continue (default: from scratch)")
+    _decoding_options(generate, beams=1)
+    generate.set_defaults(run=_generate)
+
+    summarize = commands.add_parser("summarize", help="summarise articles (extractive or abstractive model)")
+    summarize.add_argument("model_dir", help="a model directory (e.g. runs/summarize-bbc-extractive/best)")
+    summarize.add_argument("texts", nargs="*", metavar="TEXT", help="articles to summarise")
+    summarize.add_argument("--file", help="also summarise every non-empty line of this file (one article a line)")
+    summarize.add_argument("--sentences", type=int, help="extractive: sentences to pick (default: the model's)")
+    _decoding_options(summarize, beams=4)
+    summarize.set_defaults(run=_summarize)
+
+
+def print_generation_report(report: dict[str, Any], *, show: int = 3) -> None:
+    """Scores first, then a few outputs."""
+    hypotheses = report.pop("hypotheses", None)
+    print(json.dumps(report, indent=2))
+    for text in (hypotheses or [])[:show]:
+        print("  " + text)
