@@ -70,7 +70,8 @@ def test_train_generate_and_evaluate_on_a_text_file(tmp_path: Path) -> None:
         "task": "language-model", "output_dir": str(tmp_path / "run"),
         "data": {"train": str(tmp_path / "train.txt"), "validation_fraction": 0.1},
         "tokenizer": {"kind": "char", "vocab_size": 50, "min_frequency": 1, "lowercase": False},
-        "model": {"preset": "tiny", "d_model": 32, "n_layers": 1, "max_length": 16, "dropout": 0.0},
+        "model": {"preset": "tiny", "d_model": 32, "n_layers": 1, "max_length": 16, "dropout": 0.0,
+                  "positions": "learned"},
         "training": {"steps": 120, "batch_size": 8, "lr": 1e-2, "eval_every": 60, "metric": "loss", "mode": "min",
                      "progress": False},
     })
@@ -79,6 +80,12 @@ def test_train_generate_and_evaluate_on_a_text_file(tmp_path: Path) -> None:
     generator = load_text_generator(tmp_path / "run" / "best")
     continuation = generator(["abcabcab"], generation=generator.generation_config(max_new_tokens=10))[0][0]
     assert continuation.startswith("d\nabc")
+    long = generator(["abc"], generation=generator.generation_config(max_new_tokens=40))[0][0]  # past the context
+    assert len(long) == 40 and "abc" + long in "abcabcabd\n" * 10  # the pattern holds across windows
+    streamed = list(generator.stream("abc", generation=generator.generation_config(max_new_tokens=40)))
+    assert streamed[-1] == long and len(streamed) > 1
+    with pytest.raises(ValueError, match="context of 16 learned positions"):
+        generator(["abc"], generation=generator.generation_config(max_new_tokens=40, num_beams=2))
     report = evaluate_language_model(tmp_path / "run" / "best")
     assert report["loss"] == pytest.approx(result.best_validation, rel=1e-4)
     assert report["characters"] == 300

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -46,15 +46,62 @@ class TextGenerator:
     def __call__(self, prompts: Sequence[str], *, generation: GenerationConfig | None = None) -> list[list[str]]:
         """For each prompt, the continuations (``num_return_sequences`` of them, best first), prompt excluded."""
         config = generation or self.generation_config()
+        ids = [self.encode_prompt(p) for p in prompts]
+        if any(self._needs_windows(x, config) for x in ids):
+            return [[self._last(self._windowed(x, config))] for x in ids]
         with torch.inference_mode():
-            results = generate(self.model, [self.encode_prompt(p) for p in prompts], config, decode=self._decode)
+            results = generate(self.model, ids, config, decode=self._decode)
         return [[hypothesis.text or "" for hypothesis in hypotheses] for hypotheses in results]
 
     def stream(self, prompt: str, *, generation: GenerationConfig | None = None) -> Iterator[str]:
         """The continuation so far after each decoding step."""
         config = generation or self.generation_config()
+        ids = self.encode_prompt(prompt)
+        if self._needs_windows(ids, config):
+            yield from self._windowed(ids, config)
+            return
         with torch.inference_mode():
-            yield from stream(self.model, self.encode_prompt(prompt), config, decode=self._decode)
+            yield from stream(self.model, ids, config, decode=self._decode)
+
+    def _needs_windows(self, ids: list[int], config: GenerationConfig) -> bool:
+        """Learned positions end at ``max_length``: longer outputs are written window by window."""
+        model = self.model.config
+        if model.positions != "learned" or len(ids) + config.max_new_tokens <= model.max_length:
+            return False
+        if config.num_beams != 1 or config.num_return_sequences != 1:
+            raise ValueError(f"{len(ids)} prompt tokens + max_new_tokens {config.max_new_tokens} exceed the model's "
+                             f"context of {model.max_length} learned positions; beyond it only one greedy or sampled "
+                             "sequence can be written (num_beams 1, num_return_sequences 1)")
+        return True
+
+    def _windowed(self, prompt: list[int], config: GenerationConfig) -> Iterator[str]:
+        """Continue past the context as nanoGPT does, a window at a time: each window re-reads the last half
+        context of tokens (fresh cache, positions from 0) and writes up to the other half. Yields the text so far."""
+        context, tokens, window = self.model.config.max_length, [], 0
+        while len(tokens) < config.max_new_tokens:
+            history = (prompt + tokens)[-(context // 2 if tokens else context - 1):]
+            step = min(config.max_new_tokens - len(tokens), context - len(history))
+            seed = None if config.seed is None else config.seed + window
+            part = replace(config, max_new_tokens=step, seed=seed, stop_strings=())
+            with torch.inference_mode():
+                hypothesis = generate(self.model, [history], part)[0][0]
+            tokens += hypothesis.tokens
+            text = self._decode(tokens)
+            cut = min((text.find(s) for s in config.stop_strings if s in text), default=-1)
+            if cut >= 0:
+                yield text[:cut]
+                return
+            yield text
+            if hypothesis.finished:
+                return
+            window += 1
+
+    @staticmethod
+    def _last(texts: Iterator[str]) -> str:
+        text = ""
+        for text in texts:
+            pass
+        return text
 
     def _decode(self, ids: list[int]) -> str:
         return self.tokenizer.decode(ids)
