@@ -1,0 +1,159 @@
+"""``DecodingState``: the rows being decoded by a ``DecoderLM`` or an ``EncoderDecoder``, one step at a time.
+
+It hides the two model kinds and the two ways of running them behind ``prefill`` (the first
+next-token logits), ``advance`` (append one token per row, get the next logits) and ``select`` (keep,
+repeat or reorder rows, for finished rows and beams).
+
+- ``DecoderLM`` prompts are left-padded to a common length ``P``; a key mask over past and new
+  positions hides the padding and ``position_ids`` make each row count from 0 at its first real token.
+- ``EncoderDecoder`` sources are right-padded and encoded once; every row starts from ``bos_id``.
+  With the cache, cross-attention keys and values are computed on the first decoding step and reused.
+- With ``use_cache`` the prompt is run once and each later step feeds one token; without it, every
+  step recomputes the whole prefix.
+
+Shape legend: ``N`` rows, ``P`` prompt (or source) length, ``L`` tokens so far, ``S`` source length,
+``D`` model width, ``V`` vocabulary.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor
+
+from multihead.cache import DecoderCache
+from multihead.models.decoder import DecoderLM
+from multihead.models.seq2seq import EncoderDecoder
+
+__all__ = ["DecodingState"]
+
+
+class DecodingState:
+    """Token history, masks, encoder memory and caches of ``N`` rows.
+
+    Args:
+        model: the model to run (in eval mode, under ``torch.inference_mode``).
+        inputs: one token list per row: prompts of a ``DecoderLM`` or sources of an ``EncoderDecoder``.
+        max_new_tokens: most tokens each row will be given (sizes the caches).
+        use_cache: incremental decoding through ``DecoderCache`` (else full recomputation).
+        bos_id: decoder start token (``EncoderDecoder`` only).
+        pad_id: token id written at padded positions (masked everywhere).
+    """
+
+    def __init__(
+        self,
+        model: DecoderLM | EncoderDecoder,
+        inputs: Sequence[list[int]],
+        *,
+        max_new_tokens: int,
+        use_cache: bool,
+        bos_id: int | None,
+        pad_id: int,
+    ) -> None:
+        self.model = model
+        self.use_cache = use_cache
+        self.max_new_tokens = max_new_tokens
+        self.device = next(model.parameters()).device
+        self.cache: DecoderCache | None = None
+        self.memory: Tensor | None = None
+        self.source_mask: Tensor | None = None
+        lengths = torch.tensor([len(row) for row in inputs], device=self.device)  # (N,)
+        longest = int(lengths.max())
+        self.seq2seq = isinstance(model, EncoderDecoder)
+        if self.seq2seq:
+            if bos_id is None:
+                raise ValueError("an EncoderDecoder needs GenerationConfig.bos_id (the decoder start token)")
+            source = torch.full((len(inputs), longest), pad_id, dtype=torch.long)  # (N, S), right-padded
+            for row, tokens in enumerate(inputs):
+                source[row, : len(tokens)] = torch.tensor(tokens, dtype=torch.long)
+            self.source = source.to(self.device)
+            positions = torch.arange(longest, device=self.device)  # (S,)
+            self.source_mask = positions[None, :] < lengths[:, None]  # (N, S)
+            self.ids = torch.full((len(inputs), 1), bos_id, dtype=torch.long, device=self.device)  # (N, 1)
+            self.key_mask: Tensor | None = None
+        else:
+            ids = torch.full((len(inputs), longest), pad_id, dtype=torch.long)  # (N, P), left-padded
+            for row, tokens in enumerate(inputs):
+                ids[row, longest - len(tokens):] = torch.tensor(tokens, dtype=torch.long)
+            self.ids = ids.to(self.device)
+            positions = torch.arange(longest, device=self.device)  # (P,)
+            padded = bool((lengths < longest).any())
+            self.key_mask = positions[None, :] >= (longest - lengths)[:, None] if padded else None  # (N, P)
+            self.next_position = lengths.clone()  # (N,) position of each row's next token
+
+    @property
+    def rows(self) -> int:
+        return self.ids.shape[0]
+
+    def history(self) -> tuple[Tensor, Tensor | None]:
+        """Token ids so far ``(N, L)`` (prompt and generated, or BOS and generated) and their real-token
+        mask ``(N, L)`` (``None`` when no row is padded)."""
+        return self.ids, self.key_mask
+
+    def prefill(self) -> Tensor:
+        """Run the prompts (or encode the sources and run BOS); returns next-token logits ``(N, V)``."""
+        if self.seq2seq:
+            model = self.model
+            assert isinstance(model, EncoderDecoder)
+            self.memory = model.encode(self.source, source_mask=self.source_mask)  # (N, S, D)
+            if self.use_cache:
+                self.cache = model.make_cache(
+                    batch_size=self.rows, source_length=self.source.shape[1], max_length=1 + self.max_new_tokens
+                )
+            return self._run(self.ids)
+        if self.use_cache:
+            assert isinstance(self.model, DecoderLM)
+            self.cache = self.model.make_cache(batch_size=self.rows, max_length=self.ids.shape[1] + self.max_new_tokens)
+        return self._run(self.ids, position_ids=self._prefix_positions())
+
+    def advance(self, tokens: Tensor) -> Tensor:
+        """Append ``tokens`` ``(N,)`` (one per row); returns the next-token logits ``(N, V)``."""
+        if tokens.shape != (self.rows,):
+            raise ValueError(f"advance expects one token per row, shape ({self.rows},), got {tuple(tokens.shape)}")
+        new = tokens.to(device=self.device, dtype=torch.long)[:, None]  # (N, 1)
+        self.ids = torch.cat([self.ids, new], dim=1)  # (N, L + 1)
+        if self.key_mask is not None:
+            self.key_mask = torch.cat([self.key_mask, torch.ones_like(new, dtype=torch.bool)], dim=1)  # (N, L + 1)
+        if not self.use_cache:
+            return self._run(self.ids, position_ids=None if self.seq2seq else self._prefix_positions())
+        position_ids = None
+        if not self.seq2seq:
+            position_ids = self.next_position[:, None]  # (N, 1)
+            self.next_position = self.next_position + 1
+        return self._run(new, position_ids=position_ids)
+
+    def select(self, index: Tensor) -> None:
+        """Keep rows ``index`` ``(N',)`` in that order: drop finished rows, repeat rows, reorder beams."""
+        index = index.to(device=self.device, dtype=torch.long)
+        if index.numel() == self.rows and bool((index == torch.arange(self.rows, device=self.device)).all()):
+            return
+        self.ids = self.ids.index_select(0, index)
+        if self.key_mask is not None:
+            self.key_mask = self.key_mask.index_select(0, index)
+        if self.seq2seq:
+            assert self.source_mask is not None
+            self.source = self.source.index_select(0, index)
+            self.source_mask = self.source_mask.index_select(0, index)
+            if self.memory is not None:
+                self.memory = self.memory.index_select(0, index)
+        else:
+            self.next_position = self.next_position.index_select(0, index)
+        if self.cache is not None:
+            self.cache.reorder(index)
+
+    def _prefix_positions(self) -> Tensor | None:
+        """Positions of every token so far ``(N, L)``, counting from 0 at each row's first real token;
+        ``None`` (the default ``0 .. L - 1``) when nothing is padded."""
+        if self.key_mask is None:
+            return None
+        return (self.key_mask.long().cumsum(dim=1) - 1).clamp(min=0)  # (N, L)
+
+    def _run(self, ids: Tensor, *, position_ids: Tensor | None = None) -> Tensor:
+        """Logits of the last position ``(N, V)`` for ``ids`` ``(N, T)`` (new tokens only with a cache)."""
+        if self.seq2seq:
+            assert isinstance(self.model, EncoderDecoder) and self.memory is not None
+            logits = self.model.decode(ids, self.memory, source_mask=self.source_mask, cache=self.cache)
+        else:
+            logits = self.model(ids, mask=self.key_mask, cache=self.cache, position_ids=position_ids)
+        return logits[:, -1]  # (N, V)
