@@ -36,8 +36,9 @@ def test_loss_is_summed_token_cross_entropy() -> None:
     task = Seq2SeqTask()
     with torch.no_grad():
         loss = task.loss(model, batch)
+        pairs = zip(examples.sources, examples.targets, strict=True)
         expected = sum(F.cross_entropy(model(torch.tensor([s]), torch.tensor([t[:-1]]))[0], torch.tensor(t[1:]),
-                                       reduction="sum") for s, t in zip(examples.sources, examples.targets))
+                                       reduction="sum") for s, t in pairs)
         scores = task.evaluate(model, [batch])
     assert task.count(batch) == 5
     torch.testing.assert_close(loss, expected)
@@ -62,7 +63,7 @@ def test_missing_target_column_is_named(tmp_path: Path) -> None:
 
 def _copy_task(path: Path, n: int, seed: int) -> tuple[Path, Path]:
     rng = random.Random(seed)
-    words = "alpha beta gamma delta epsilon zeta eta theta iota kappa".split()
+    words = ["alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta", "theta", "iota", "kappa"]
     sources = [" ".join(rng.choices(words, k=rng.randint(2, 6))) for _ in range(n)]
     (path.with_suffix(".src")).write_text("\n".join(sources) + "\n")
     (path.with_suffix(".tgt")).write_text("\n".join(s.upper() for s in sources) + "\n")  # "translate": capitals

@@ -82,7 +82,7 @@ def drop_inner_tokens(ids: list[int], rate: float) -> list[int]:
     keep = torch.rand(len(inner)) >= rate  # (T - 2,)
     if not bool(keep.any()):
         keep[int(torch.randint(len(inner), ()))] = True
-    return [ids[0], *(token for token, kept in zip(inner, keep.tolist()) if kept), ids[-1]]
+    return [ids[0], *(token for token, kept in zip(inner, keep.tolist(), strict=False) if kept), ids[-1]]
 
 
 class ClassificationTask:

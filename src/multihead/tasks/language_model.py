@@ -65,7 +65,8 @@ class RandomWindows:
         if n_tokens <= length + 1:
             raise ValueError(f"the training text has {n_tokens} tokens, fewer than a window of {length + 1}; "
                              "lower model.max_length or give more text")
-        self.n_offsets, self.batch_size, self.steps, self.seed = n_tokens - length - 1, batch_size, steps_per_epoch, seed
+        self.n_offsets = n_tokens - length - 1
+        self.batch_size, self.steps, self.seed = batch_size, steps_per_epoch, seed
 
     def batches(self, epoch: int) -> list[list[int]]:
         generator = torch.Generator().manual_seed(self.seed + epoch)

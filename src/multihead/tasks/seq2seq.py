@@ -136,7 +136,7 @@ def encode_pairs(pairs: Sequence[Example], *, source_tokenizer: Tokenizer, targe
     targets = target_tokenizer.encode_batch([p.label or "" for p in pairs], add_special_tokens=False)
     source_eos, bos, eos = _special(source_tokenizer, "eos"), _special(target_tokenizer, "bos"), \
         _special(target_tokenizer, "eos")
-    return PairExamples(sources=[s[:max_source_length - 1] + [source_eos] for s in sources],
+    return PairExamples(sources=[[*s[:max_source_length - 1], source_eos] for s in sources],
                         targets=[[bos, *t[:max_target_length - 2], eos] for t in targets])
 
 

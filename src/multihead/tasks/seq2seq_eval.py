@@ -45,7 +45,7 @@ class Seq2SeqModel:
         eos = self.source_tokenizer.eos_id
         assert eos is not None
         ids = self.source_tokenizer.encode_batch(list(texts), add_special_tokens=False)
-        return [x[:self.max_source_length - 1] + [eos] for x in ids]
+        return [[*x[:self.max_source_length - 1], eos] for x in ids]
 
     def __call__(self, texts: Sequence[str], *, generation: GenerationConfig | None = None,
                  batch_size: int = 32) -> list[str]:

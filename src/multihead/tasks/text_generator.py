@@ -98,10 +98,10 @@ class TextGenerator:
 
     @staticmethod
     def _last(texts: Iterator[str]) -> str:
-        text = ""
-        for text in texts:
-            pass
-        return text
+        last = ""
+        for last in texts:  # noqa: B007 - only the final text is wanted
+            continue
+        return last
 
     def _decode(self, ids: list[int]) -> str:
         return self.tokenizer.decode(ids)
