@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from safetensors.torch import load_file
 from torch import nn
 from toy import PAD, make_trainer, toy_examples
 
@@ -69,6 +70,24 @@ def test_early_stopping_stops(tmp_path: Path) -> None:
     trainer, _ = make_trainer(tmp_path, steps=400, eval_every=5, patience=2, lr=1e-9)
     result = trainer.fit()
     assert result.stopped_early and result.step < 400
+
+
+def test_ema_is_evaluated_saved_and_resumed_exactly(tmp_path: Path) -> None:
+    straight, straight_model = make_trainer(tmp_path / "straight", steps=30, eval_every=10, ema_decay=0.9)
+    straight.fit()
+    reference = {name: value.detach().clone() for name, value in straight_model.named_parameters()}
+    first, _ = make_trainer(tmp_path / "split", steps=30, eval_every=10, ema_decay=0.9)
+    first.fit(stop_after_steps=15)
+    second, resumed = make_trainer(tmp_path / "split", steps=30, eval_every=10, ema_decay=0.9)
+    second.fit(resume=True)
+    for name, value in resumed.named_parameters():
+        assert torch.equal(value, reference[name]), name
+    saved = load_file(str(tmp_path / "straight" / "last" / "ema.safetensors"))
+    resumed_average = load_file(str(tmp_path / "split" / "last" / "ema.safetensors"))
+    assert saved.keys() == resumed_average.keys() and all(torch.equal(saved[k], resumed_average[k]) for k in saved)
+    best = load_model_dir(tmp_path / "straight" / "best").model.state_dict()
+    raw = straight_model.state_dict()
+    assert any(not torch.equal(best[k], raw[k]) for k in raw if raw[k].is_floating_point())  # the average, not raw
 
 
 def test_time_budget_stops_evaluates_and_saves(tmp_path: Path) -> None:

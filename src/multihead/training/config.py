@@ -25,6 +25,8 @@ class TrainingConfig:
         schedule: ``linear``, ``cosine``, ``inverse_sqrt`` or ``constant`` after ``warmup_steps``.
         min_lr_ratio: where linear and cosine decays end, as a share of ``lr``.
         clip_norm: gradient norm clipping (None = off).
+        ema_decay: keep an exponential moving average of the weights (e.g. 0.999) and evaluate, pick and save
+            it as the model in ``best/`` (``last/`` keeps the raw weights, plus the average for resuming).
         label_smoothing: for classification and sequence losses.
         precision: ``fp32``; ``bf16`` autocast (CPU and GPU); ``fp16`` autocast with a gradient scaler (GPU).
         eval_every: evaluate (and save ``last``) every this many steps, and at the end.
@@ -47,6 +49,7 @@ class TrainingConfig:
     warmup_steps: int = 0
     min_lr_ratio: float = 0.0
     clip_norm: float | None = 1.0
+    ema_decay: float | None = None
     label_smoothing: float = 0.0
     precision: str = "fp32"
     eval_every: int = 200
@@ -81,6 +84,8 @@ class TrainingConfig:
             raise ValueError(f"training.warmup_steps must be in 0..steps ({self.steps}), got {self.warmup_steps}")
         if not 0.0 <= self.min_lr_ratio <= 1.0:
             raise ValueError(f"training.min_lr_ratio must be in [0, 1], got {self.min_lr_ratio}")
+        if self.ema_decay is not None and not 0.0 < self.ema_decay < 1.0:
+            raise ValueError(f"training.ema_decay must be in (0, 1) or null, got {self.ema_decay}")
         if self.clip_norm is not None and self.clip_norm <= 0:
             raise ValueError(f"training.clip_norm must be positive or null, got {self.clip_norm}")
         if not 0.0 <= self.label_smoothing < 1.0:

@@ -19,9 +19,10 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import torch
-from safetensors.torch import load_model
+from safetensors.torch import load_file, load_model, save_file
 from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm import tqdm
 
 from multihead.atomic import atomic_directory, recover_directory
@@ -32,6 +33,8 @@ from multihead.training.schedules import build_scheduler
 from multihead.training.state import load_training_state, save_training_state
 
 __all__ = ["Batch", "Task", "TrainData", "TrainResult", "Trainer"]
+
+EMA_FILE = "ema.safetensors"  # in last/: the running average of the weights (training.ema_decay)
 
 Batch = dict[str, Tensor]
 
@@ -123,8 +126,10 @@ class Trainer:
         if config.precision == "fp16" and self.device.type != "cuda":
             raise ValueError("training.precision 'fp16' needs a GPU; use 'bf16' on CPU")
         scaler = torch.amp.GradScaler("cuda") if config.precision == "fp16" else None
+        average = None if config.ema_decay is None else AveragedModel(
+            model, multi_avg_fn=get_ema_multi_avg_fn(config.ema_decay), use_buffers=True)
         if resume:
-            scaler_state = self._restore(model, optimizer, scheduler)
+            scaler_state = self._restore(model, optimizer, scheduler, average)
             if scaler is not None and scaler_state:
                 scaler.load_state_dict(scaler_state)
         trained = DistributedDataParallel(model) if world_size > 1 else model
@@ -137,6 +142,8 @@ class Trainer:
         with self._stop_on_interrupt(), log, bar:
             for indices in self._remaining_batches():
                 loss_sum, units = self._train_step(trained, optimizer, scheduler, scaler, indices)
+                if average is not None:
+                    average.update_parameters(model)
                 running_loss, running_units = running_loss + loss_sum, running_units + units
                 step = self.counters["step"]
                 bar.update(1)
@@ -153,14 +160,14 @@ class Trainer:
                 finished = step >= config.steps or out_of_time
                 stopping = self._stop_requested or (stop_after_steps is not None and step >= stop_after_steps)
                 if step % config.eval_every == 0 or finished:
-                    metrics = self._evaluate_and_keep_best(model, log, bar)
+                    metrics = self._evaluate_and_keep_best(model if average is None else average.module, log, bar)
                     if metrics is not None:
                         result.evaluations.append({"step": step, **metrics})
                     patience = config.patience
                     if patience is not None and self.counters["bad_evaluations"] >= patience:
                         result.stopped_early = finished = True
                 if step % config.eval_every == 0 or finished or stopping:
-                    self._save_last(model, optimizer, scheduler, scaler)
+                    self._save_last(model, optimizer, scheduler, scaler, average)
                 if finished or stopping:
                     result.interrupted = self._stop_requested
                     break
@@ -263,15 +270,19 @@ class Trainer:
         return metrics
 
     # ----------------------------------------------------------------------------------------------- checkpoints
-    def _save_last(self, model: nn.Module, optimizer: Any, scheduler: Any, scaler: Any) -> None:
+    def _save_last(self, model: nn.Module, optimizer: Any, scheduler: Any, scaler: Any,
+                   average: AveragedModel | None = None) -> None:
         if distributed.is_main_process():
             with atomic_directory(self.output_dir / "last") as staging:
                 self.save_files(staging, model)
+                if average is not None:  # the running average, for resuming; best/ holds it as the model
+                    save_file({k: v.contiguous() for k, v in average.state_dict().items()}, str(staging / EMA_FILE))
                 save_training_state(staging, optimizer=optimizer, scheduler=scheduler, counters=dict(self.counters),
                                     scaler_state=None if scaler is None else scaler.state_dict())
         distributed.barrier()
 
-    def _restore(self, model: nn.Module, optimizer: Any, scheduler: Any) -> dict[str, Any] | None:
+    def _restore(self, model: nn.Module, optimizer: Any, scheduler: Any,
+                 average: AveragedModel | None = None) -> dict[str, Any] | None:
         last = self.output_dir / "last"
         recover_directory(last)
         weights = last / "model.safetensors"
@@ -280,6 +291,11 @@ class Trainer:
         missing, unexpected = load_model(model, str(weights), strict=False, device=str(self.device))
         if missing or unexpected:
             raise ValueError(f"{weights}: does not fit the model: missing {missing}, unexpected {unexpected}")
+        if average is not None:
+            if not (last / EMA_FILE).is_file():
+                raise FileNotFoundError(f"{last / EMA_FILE}: missing; training.ema_decay is set, so resuming needs "
+                                        "the running average saved with the checkpoint")
+            average.load_state_dict(load_file(str(last / EMA_FILE), device=str(self.device)))
         counters, scaler_state = load_training_state(last, optimizer=optimizer, scheduler=scheduler)
         self.counters.update(counters)
         return scaler_state
