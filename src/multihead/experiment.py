@@ -1,8 +1,8 @@
 """Experiment configs: YAML or TOML files, validated on load, with ``--set key=value`` overrides.
 
-A config has five sections: ``task``/``output_dir`` at the top, then ``data``, ``tokenizer``, ``model``
-and ``training``. Unknown keys are errors that name the key; relative paths are taken from the
-config file's folder.
+A config has ``task``/``output_dir`` at the top, then the sections ``data``, ``tokenizer``, ``model``,
+``training`` and (optional) ``pretraining``. Unknown keys are errors that name the key; relative paths
+are taken from the config file's folder.
 """
 
 from __future__ import annotations
@@ -26,7 +26,8 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
-__all__ = ["DataConfig", "ExperimentConfig", "TokenizerConfig", "apply_overrides", "load_experiment"]
+__all__ = ["DataConfig", "ExperimentConfig", "PretrainingConfig", "TokenizerConfig", "apply_overrides",
+           "load_experiment"]
 
 TASKS = ("classification", "translation", "abstractive-summarization", "extractive-summarization", "language-model")
 BUILTIN_DATASETS = ("sentence-polarity", "bbc-news-topics", "multi30k", "tinyshakespeare", "bbc-news-summary")
@@ -104,6 +105,33 @@ class TokenizerConfig:
 
 
 @dataclass(frozen=True, kw_only=True)
+class PretrainingConfig:
+    """The ``pretraining`` section of an experiment: ``steps: 0`` (the default) skips it.
+
+    Attributes:
+        steps, batch_size, lr, warmup_steps, weight_decay: the masked-LM phase's optimisation.
+        mask_rate: share of real, non-special tokens chosen per sequence; of those 80% become ``[MASK]``,
+            10% a random token and 10% stay (BERT's recipe).
+    """
+
+    steps: int = 0
+    batch_size: int = 64
+    lr: float = 1e-3
+    warmup_steps: int = 100
+    weight_decay: float = 0.01
+    mask_rate: float = 0.15
+
+    def __post_init__(self) -> None:
+        if self.steps < 0 or self.batch_size < 1:
+            raise ValueError(f"pretraining.steps must be >= 0 and batch_size >= 1, got {self.steps}, {self.batch_size}")
+        if not 0.0 < self.mask_rate < 1.0:
+            raise ValueError(f"pretraining.mask_rate must be in (0, 1), got {self.mask_rate}")
+        if self.lr <= 0 or not 0 <= self.warmup_steps <= max(self.steps, 0):
+            raise ValueError(f"pretraining.lr must be > 0 and warmup_steps in 0..steps, got {self.lr}, "
+                             f"{self.warmup_steps}")
+
+
+@dataclass(frozen=True, kw_only=True)
 class ExperimentConfig:
     """A whole run. ``model`` holds :data:`MODEL_EXTRAS` plus any ``TransformerConfig`` field."""
 
@@ -113,6 +141,7 @@ class ExperimentConfig:
     tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
     model: dict[str, Any] = field(default_factory=dict)
     training: TrainingConfig = field(default_factory=TrainingConfig)
+    pretraining: PretrainingConfig = field(default_factory=PretrainingConfig)
 
     def __post_init__(self) -> None:
         if self.task not in TASKS:
@@ -176,7 +205,8 @@ def _typed(section: dict[str, Any], kind: type, where: str) -> dict[str, Any]:
     return {key: _coerce(value, hints[key], f"{where}.{key}") for key, value in section.items()}
 
 
-_SECTIONS: dict[str, type] = {"data": DataConfig, "tokenizer": TokenizerConfig, "training": TrainingConfig}
+_SECTIONS: dict[str, type] = {"data": DataConfig, "tokenizer": TokenizerConfig, "training": TrainingConfig,
+                              "pretraining": PretrainingConfig}
 
 
 def _check_keys(values: dict[str, Any], allowed: set[str], where: str) -> None:
@@ -217,6 +247,7 @@ def build_experiment(values: dict[str, Any], *, base_dir: Path | None = None) ->
             tokenizer=TokenizerConfig(**sections["tokenizer"]),
             model=model,
             training=TrainingConfig(**sections["training"]),
+            pretraining=PretrainingConfig(**sections["pretraining"]),
         )
     except TypeError as error:
         raise ValueError(str(error)) from error

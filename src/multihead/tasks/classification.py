@@ -31,7 +31,7 @@ from multihead.experiment import ExperimentConfig
 from multihead.metrics import classification_report
 from multihead.model_dir import load_model_dir, write_model_files
 from multihead.models import SequenceClassifier
-from multihead.tokenizers import Tokenizer
+from multihead.tokenizers import DEFAULT_SPECIAL_TOKENS, Tokenizer
 from multihead.training import TrainData, Trainer
 
 __all__ = [
@@ -46,6 +46,7 @@ __all__ = [
 ]
 
 Batch = dict[str, Tensor]
+MASK_TOKEN = "[MASK]"  # added to the tokenizer when the encoder is self-pretrained
 
 
 @dataclass
@@ -169,8 +170,28 @@ def build_tokenizer(config: ExperimentConfig, train_texts: Sequence[str]) -> Tok
     settings = config.tokenizer
     if settings.path:
         return Tokenizer.load(settings.path)
+    specials = (*DEFAULT_SPECIAL_TOKENS, MASK_TOKEN) if config.pretraining.steps else DEFAULT_SPECIAL_TOKENS
     return Tokenizer.train_from_texts(train_texts, kind=settings.kind, vocab_size=settings.vocab_size,
-                                      lowercase=settings.lowercase, min_frequency=settings.min_frequency)
+                                      lowercase=settings.lowercase, min_frequency=settings.min_frequency,
+                                      special_tokens=specials)
+
+
+def self_pretrain(config: ExperimentConfig, tokenizer: Tokenizer, sequences: Sequence[Sequence[int]], *,
+                  resume: bool, log: Callable[[str], None]) -> dict[str, Tensor]:
+    """Encoder weights from masked-token prediction on the training texts (``config.pretraining``)."""
+    from multihead.tasks.pretraining import pretrain_encoder
+
+    mask_id = tokenizer.token_to_id(MASK_TOKEN)
+    if mask_id is None:
+        raise ValueError(f"pretraining needs a {MASK_TOKEN} token; the tokenizer "
+                         f"{config.tokenizer.path or ''} has none (train one with pretraining.steps set)")
+    protected = [i for i in (tokenizer.pad_id, tokenizer.cls_id, tokenizer.sep_id, tokenizer.bos_id,
+                             tokenizer.eos_id) if i is not None]
+    return pretrain_encoder(config.model_config(vocab_size=tokenizer.vocab_size, pad_id=tokenizer.pad_id),
+                            sequences, settings=config.pretraining, mask_id=mask_id, protected=protected,
+                            output_dir=Path(config.output_dir) / "pretraining", seed=config.training.seed,
+                            precision=config.training.precision, progress=config.training.progress,
+                            resume=resume, log=log)
 
 
 def train_classifier(
@@ -199,6 +220,8 @@ def train_classifier(
     log(f"model: {sum(p.numel() for p in model.parameters()):,} parameters; labels: {', '.join(labels.names)}")
     pad_id, batch_size = tokenizer.pad_id, config.training.batch_size
     train = encoded["train"]
+    if config.pretraining.steps:
+        model.encoder.load_state_dict(self_pretrain(config, tokenizer, train.ids, resume=resume, log=log))
     sampler = BucketBatchSampler([len(x) for x in train.ids], batch_size=batch_size, shuffle=True,
                                  seed=config.training.seed, drop_last=len(train.ids) >= batch_size)
     extra = {"task": "classification", "experiment": config.to_dict()}

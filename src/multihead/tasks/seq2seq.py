@@ -96,9 +96,14 @@ def load_pairs(config: ExperimentConfig, *, report: ReadReport | None = None) ->
     data = config.data
     if data.dataset == "multi30k":
         return multi30k(source=data.source_language, target=data.target_language)
+    if data.dataset == "bbc-news-summary":
+        from multihead.data.summaries import bbc_news_summary
+
+        return {split: [Example(" ".join(a.sentences), " ".join(a.summary_sentences), a.source) for a in articles]
+                for split, articles in bbc_news_summary().items()}
     if data.dataset is not None:
-        raise ValueError(f"data.dataset {data.dataset!r} is not parallel text; for {config.task} use multi30k "
-                         "or data.train (+ data.train_target)")
+        raise ValueError(f"data.dataset {data.dataset!r} is not parallel text; for {config.task} use multi30k, "
+                         "bbc-news-summary or data.train (+ data.train_target)")
     on_error = "skip" if data.skip_bad_rows else "raise"
 
     def read(path: str, target_path: str | None) -> list[Example]:
