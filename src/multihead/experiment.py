@@ -126,7 +126,7 @@ class PretrainingConfig:
             raise ValueError(f"pretraining.steps must be >= 0 and batch_size >= 1, got {self.steps}, {self.batch_size}")
         if not 0.0 < self.mask_rate < 1.0:
             raise ValueError(f"pretraining.mask_rate must be in (0, 1), got {self.mask_rate}")
-        if self.lr <= 0 or not 0 <= self.warmup_steps <= max(self.steps, 0):
+        if self.lr <= 0 or self.warmup_steps < 0 or (self.steps and self.warmup_steps > self.steps):
             raise ValueError(f"pretraining.lr must be > 0 and warmup_steps in 0..steps, got {self.lr}, "
                              f"{self.warmup_steps}")
 
