@@ -64,7 +64,7 @@ def test_overrides_parse_values(tmp_path: Path) -> None:
     [
         (("  lr: 1.0e-3", "  lrate: 1.0e-3"), "unknown key training.lrate"),
         (("  n_layers: 1", "  layers: 1"), "unknown key model.layers"),
-        (("task: classification", "task: translation"), "task must be one of"),
+        (("task: classification", "task: translate"), "task must be one of"),
         (("  max_length: 64", "  max_length: 1"), "data.max_length must be >= 2"),
         (("  n_layers: 1", "  n_heads: 5"), r"d_model \(64\) must be divisible by n_heads \(5\)"),
         (("  steps: 10", "  steps: -1"), "training.steps must be a positive integer"),
