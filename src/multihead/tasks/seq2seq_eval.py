@@ -18,8 +18,9 @@ from multihead.tokenizers import Tokenizer
 
 __all__ = ["Seq2SeqModel", "evaluate_seq2seq", "load_seq2seq"]
 
-DEFAULT_DECODING = {"num_beams": 4, "length_penalty": 0.6, "max_new_tokens": 128}
-"""Beam search as the recipes report it: 4 beams, length penalty 0.6 (GNMT's alpha; chosen on validation)."""
+DEFAULT_DECODING = {"num_beams": 4, "length_penalty": 1.0}
+"""Beam search as the recipes report it: 4 beams, length penalty 1.0; ``max_new_tokens`` defaults to the
+``data.max_target_length`` the model was trained with."""
 
 
 @dataclass
@@ -35,10 +36,15 @@ class Seq2SeqModel:
     def max_source_length(self) -> int:
         return int(self.config.get("experiment", {}).get("data", {}).get("max_length", self.model.config.max_length))
 
+    @property
+    def max_target_length(self) -> int:
+        return int(self.config.get("experiment", {}).get("data", {}).get("max_target_length", 128))
+
     def generation_config(self, **options: Any) -> GenerationConfig:
         """Decoding options on top of :data:`DEFAULT_DECODING`, with this model's BOS, EOS and PAD ids."""
         target = self.target_tokenizer
-        values = {**DEFAULT_DECODING, **{k: v for k, v in options.items() if v is not None}}
+        values = {**DEFAULT_DECODING, "max_new_tokens": self.max_target_length,
+                  **{k: v for k, v in options.items() if v is not None}}
         return GenerationConfig(bos_id=target.bos_id, eos_id=target.eos_id, pad_id=target.pad_id, **values)
 
     def encode_sources(self, texts: Sequence[str]) -> list[list[int]]:
