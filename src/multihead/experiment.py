@@ -33,9 +33,12 @@ TASKS = ("classification", "translation", "abstractive-summarization", "extracti
 BUILTIN_DATASETS = ("sentence-polarity", "bbc-news-topics", "multi30k", "tinyshakespeare", "bbc-news-summary")
 
 
-MODEL_EXTRAS = ("preset", "pooling", "shared_vocabulary")
+MODEL_EXTRAS = ("preset", "pooling", "shared_vocabulary", "init_from")
 """Keys of the ``model`` section that are not ``TransformerConfig`` fields: the preset to start from, the
-classifier's pooling, and whether a sequence-to-sequence model shares one vocabulary between its sides."""
+classifier's pooling, whether a sequence-to-sequence model shares one vocabulary between its sides, and
+``init_from``: a pretrained Hugging Face or multihead directory (or ``package:NAME``, a model shipped in an
+installed Python package) whose encoder and tokenizer a classifier starts from; the preset and the
+architecture then come from it, and only dropout rates and ``pooler`` may be set."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -233,7 +236,11 @@ def build_experiment(values: dict[str, Any], *, base_dir: Path | None = None) ->
     hints = typing.get_type_hints(TransformerConfig)
     model = {key: _coerce(value, hints[key], f"model.{key}") if key in model_fields else value
              for key, value in model.items()}
+    if "init_from" in model and not (isinstance(model["init_from"], str) and model["init_from"]):
+        raise ValueError(f"model.init_from must be a directory or package:NAME, got {model['init_from']!r}")
     if base_dir is not None:
+        if model.get("init_from") and not model["init_from"].startswith("package:"):
+            model["init_from"] = str(base_dir / Path(model["init_from"]).expanduser())
         for key in ("train", "validation", "test", "train_target", "validation_target", "test_target"):
             if sections["data"].get(key):
                 sections["data"][key] = str(base_dir / Path(sections["data"][key]).expanduser())

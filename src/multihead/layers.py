@@ -19,7 +19,7 @@ from multihead.positions import ALiBi, RotaryEmbedding
 
 __all__ = ["DecoderLayer", "EncoderLayer", "FeedForward", "make_norm"]
 
-Activation = Literal["relu", "gelu", "swiglu"]
+Activation = Literal["relu", "gelu", "gelu_tanh", "silu", "swiglu"]
 NormKind = Literal["layer", "rms"]
 
 
@@ -41,8 +41,8 @@ class FeedForward(nn.Module):
         super().__init__()
         if d_model <= 0 or d_ff <= 0:
             raise ValueError(f"d_model and d_ff must be positive, got {d_model} and {d_ff}")
-        if activation not in ("relu", "gelu", "swiglu"):
-            raise ValueError(f"activation must be 'relu', 'gelu' or 'swiglu', got {activation!r}")
+        if activation not in ("relu", "gelu", "gelu_tanh", "silu", "swiglu"):
+            raise ValueError(f"activation must be 'relu', 'gelu', 'gelu_tanh', 'silu' or 'swiglu', got {activation!r}")
         self.activation = activation
         self.up = nn.Linear(d_model, d_ff, bias=bias)
         self.gate = nn.Linear(d_model, d_ff, bias=bias) if activation == "swiglu" else None
@@ -55,6 +55,10 @@ class FeedForward(nn.Module):
             hidden = F.silu(self.gate(x)) * self.up(x)
         elif self.activation == "relu":
             hidden = F.relu(self.up(x))
+        elif self.activation == "gelu_tanh":
+            hidden = F.gelu(self.up(x), approximate="tanh")
+        elif self.activation == "silu":
+            hidden = F.silu(self.up(x))
         else:
             hidden = F.gelu(self.up(x))
         return self.down(self.dropout(hidden))
@@ -68,7 +72,7 @@ class EncoderLayer(nn.Module):
         d_ff: hidden width of the feed-forward block (default ``4 * d_model``).
         dropout: residual dropout; ``attention_dropout`` drops attention weights; ``activation_dropout``
             drops the feed-forward hidden units (default ``dropout``; BERT and GPT-2 use 0).
-        activation: ``relu``, ``gelu`` or ``swiglu``.
+        activation: ``relu``, ``gelu``, ``gelu_tanh``, ``silu`` or ``swiglu``.
         norm_first: pre-norm (True) or post-norm (False, as in Vaswani et al. and BERT).
         norm: ``layer`` or ``rms``.
     """

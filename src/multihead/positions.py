@@ -17,18 +17,23 @@ __all__ = ["ALiBi", "LearnedPositions", "RotaryEmbedding", "SinusoidalPositions"
 class SinusoidalPositions(nn.Module):
     """Fixed encodings of Vaswani et al. (2017): ``PE[p, 2i] = sin(p / base^(2i/D))``, ``PE[p, 2i+1] = cos(...)``.
 
-    Computed on the fly, so any position is valid.
+    Computed on the fly, so any position is valid. ``layout="halves"`` puts every sine first and every
+    cosine after them (``PE[p, i] = sin(...)``, ``PE[p, D/2 + i] = cos(...)``), as Marian and fairseq do.
     """
 
-    def __init__(self, d_model: int, *, base: float = 10000.0) -> None:
+    def __init__(self, d_model: int, *, base: float = 10000.0, layout: str = "interleaved") -> None:
         super().__init__()
         if d_model <= 0 or d_model % 2:
             raise ValueError(f"d_model must be a positive even number for sinusoidal positions, got {d_model}")
-        self.d_model, self.base = d_model, base
+        if layout not in ("interleaved", "halves"):
+            raise ValueError(f"layout must be 'interleaved' or 'halves', got {layout!r}")
+        self.d_model, self.base, self.layout = d_model, base, layout
 
     def forward(self, position_ids: Tensor) -> Tensor:
         """``(..., T)`` integer positions -> ``(..., T, D)`` float32 encodings."""
         angles = position_ids[..., None].double() * _inverse_frequencies(self.d_model, self.base, position_ids.device)
+        if self.layout == "halves":
+            return torch.cat((angles.sin(), angles.cos()), dim=-1).float()  # (..., T, D): sines, then cosines
         stacked = torch.stack((angles.sin(), angles.cos()), dim=-1)  # (..., T, D/2, 2)
         return stacked.flatten(-2).float()  # (..., T, D): sin, cos interleaved
 

@@ -171,10 +171,10 @@ class BeamSearch:
         kept = self.finished[sentence]
         if len(kept) < self.config.num_beams:
             return False
+        if last:  # the live beams end here too, unfinished, and compete by their own scores (as in Hugging Face)
+            return False
         if self.config.early_stopping:
             return True
-        if last:  # the live beams end here, unfinished, and compete by their own scores
-            return False
         # Sums only fall as beams grow; the best score a live beam can still reach is its sum over the
         # longest length (length_penalty > 0) or the shortest one it can end with (otherwise).
         best_sum = max(beam.ranked for beam in self.live[sentence])

@@ -13,9 +13,10 @@ __all__ = ["PRESETS", "TransformerConfig"]
 PositionKind = Literal["sinusoidal", "learned", "rope", "alibi", "none"]
 
 _CHOICES: dict[str, tuple[str, ...]] = {
-    "activation": ("relu", "gelu", "swiglu"),
+    "activation": ("relu", "gelu", "gelu_tanh", "silu", "swiglu"),
     "norm": ("layer", "rms"),
     "positions": ("sinusoidal", "learned", "rope", "alibi", "none"),
+    "sinusoid_layout": ("interleaved", "halves"),
 }
 
 
@@ -41,6 +42,14 @@ class TransformerConfig:
             [-1, 1]). ``None`` (default) turns it on exactly for sinusoidal positions; with small (0.02)
             token embeddings the positions would drown them.
         pad_id: padding token; masks are derived from it when none is given.
+        activation: ``relu``, ``gelu``, ``gelu_tanh`` (GPT-2's approximation), ``silu`` or ``swiglu``.
+        sinusoid_layout: ``interleaved`` (sin, cos pairs; Vaswani et al.) or ``halves`` (every sine, then
+            every cosine; Marian and fairseq).
+        embedding_norm: a norm right after token and position embeddings are summed (BERT).
+        output_bias: a bias on the output projection of a ``DecoderLM`` or ``EncoderDecoder`` (Marian's
+            ``final_logits_bias``).
+        pooler: ``SequenceClassifier`` passes the pooled vector through a dense layer and tanh before the
+            classifier (BERT's pooler).
     """
 
     vocab_size: int
@@ -64,6 +73,10 @@ class TransformerConfig:
     tie_embeddings: bool = True
     scale_embeddings: bool | None = None
     pad_id: int | None = 0
+    sinusoid_layout: str = "interleaved"
+    embedding_norm: bool = False
+    output_bias: bool = False
+    pooler: bool = False
 
     def __post_init__(self) -> None:
         positive = ("vocab_size", "d_model", "n_heads", "n_layers", "max_length")

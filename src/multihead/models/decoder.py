@@ -124,7 +124,7 @@ class DecoderLM(nn.Module):
         super().__init__()
         self.config = config
         self.decoder = Decoder(config, cross_attention=False)
-        self.lm_head = nn.Linear(config.d_model, config.vocab_size, bias=False)
+        self.lm_head = nn.Linear(config.d_model, config.vocab_size, bias=config.output_bias)
         init_weights(self.lm_head)
         if config.tie_embeddings:
             self.lm_head.weight = self.decoder.embeddings.tokens.weight

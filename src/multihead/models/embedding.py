@@ -19,20 +19,24 @@ __all__ = ["Embeddings", "attention_positions", "default_position_ids", "final_n
 
 
 class Embeddings(nn.Module):
-    """``ids`` -> token embedding (times ``sqrt(D)`` if configured) + absolute position -> dropout."""
+    """``ids`` -> token embedding (times ``sqrt(D)`` if configured) + absolute position -> norm (if
+    ``config.embedding_norm``) -> dropout."""
 
     def __init__(self, config: TransformerConfig, *, vocab_size: int) -> None:
         super().__init__()
         self.tokens = nn.Embedding(vocab_size, config.d_model)
         self.positions: nn.Module | None = None
         if config.positions == "sinusoidal":
-            self.positions = SinusoidalPositions(config.d_model)
+            self.positions = SinusoidalPositions(config.d_model, layout=config.sinusoid_layout)
         elif config.positions == "learned":
             self.positions = LearnedPositions(config.max_length, config.d_model)
         self.scale = 1.0
         if config.scales_embeddings:
             self.scale = math.sqrt(config.d_model)
             self.tokens.init_std = config.d_model**-0.5  # read by init_weights
+        self.norm: nn.Module | None = None
+        if config.embedding_norm:
+            self.norm = make_norm(config.norm, config.d_model, eps=config.eps)  # type: ignore[arg-type]
         self.dropout = nn.Dropout(config.dropout)
 
     def forward(self, ids: Tensor, position_ids: Tensor) -> Tensor:
@@ -44,6 +48,8 @@ class Embeddings(nn.Module):
         x = self.tokens(ids) * self.scale
         if self.positions is not None:
             x = x + self.positions(position_ids).to(x.dtype)
+        if self.norm is not None:
+            x = self.norm(x)
         return self.dropout(x)
 
 

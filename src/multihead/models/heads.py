@@ -37,7 +37,10 @@ def pool(hidden: Tensor, mask: Tensor | None, how: Pooling) -> Tensor:
 
 
 class SequenceClassifier(nn.Module):
-    """Encoder, pooled, then a linear layer: ``(B, T)`` ids -> ``(B, C)`` logits."""
+    """Encoder, pooled, then a linear layer: ``(B, T)`` ids -> ``(B, C)`` logits.
+
+    With ``config.pooler`` the pooled vector first goes through ``tanh(dense(.))``, BERT's pooler.
+    """
 
     def __init__(self, config: TransformerConfig, *, n_classes: int, pooling: Pooling = "mean") -> None:
         super().__init__()
@@ -47,15 +50,21 @@ class SequenceClassifier(nn.Module):
             raise ValueError(f"pooling must be 'cls', 'mean' or 'max', got {pooling!r}")
         self.config, self.pooling = config, pooling
         self.encoder = Encoder(config)
+        self.pooler = nn.Sequential(nn.Linear(config.d_model, config.d_model), nn.Tanh()) if config.pooler else None
         self.dropout = nn.Dropout(config.dropout)
         self.classifier = nn.Linear(config.d_model, n_classes)
         init_weights(self.classifier)
+        if self.pooler is not None:
+            init_weights(self.pooler)
 
     def forward(self, ids: Tensor, *, mask: Tensor | None = None) -> Tensor:
         if mask is None and self.config.pad_id is not None:
             mask = ids != self.config.pad_id
         hidden = self.encoder(ids, mask=mask)  # (B, T, D)
-        return self.classifier(self.dropout(pool(hidden, mask, self.pooling)))  # (B, C)
+        pooled = pool(hidden, mask, self.pooling)  # (B, D)
+        if self.pooler is not None:
+            pooled = self.pooler(pooled)
+        return self.classifier(self.dropout(pooled))  # (B, C)
 
 
 class TokenClassifier(nn.Module):

@@ -31,7 +31,7 @@ class EncoderDecoder(nn.Module):
         self.encoder = Encoder(config, embeddings=shared)
         target = shared or Embeddings(config, vocab_size=config.output_vocab_size)
         self.decoder = Decoder(config, cross_attention=True, n_layers=config.decoder_layers, embeddings=target)
-        self.lm_head = nn.Linear(config.d_model, config.output_vocab_size, bias=False)
+        self.lm_head = nn.Linear(config.d_model, config.output_vocab_size, bias=config.output_bias)
         init_weights(self.lm_head)
         if config.tie_embeddings:
             self.lm_head.weight = self.decoder.embeddings.tokens.weight

@@ -27,7 +27,7 @@ from multihead.data import (
     sentence_polarity,
     stratified_split,
 )
-from multihead.experiment import ExperimentConfig
+from multihead.experiment import MODEL_EXTRAS, ExperimentConfig
 from multihead.metrics import classification_report
 from multihead.model_dir import load_model_dir, write_model_files
 from multihead.models import SequenceClassifier
@@ -170,6 +170,10 @@ def build_tokenizer(config: ExperimentConfig, train_texts: Sequence[str]) -> Tok
     settings = config.tokenizer
     if settings.path:
         return Tokenizer.load(settings.path)
+    if config.model.get("init_from"):  # the pretrained model's own tokenizer
+        from multihead.interop import resolve_model_path
+
+        return Tokenizer.load(resolve_model_path(config.model["init_from"]))
     specials = (*DEFAULT_SPECIAL_TOKENS, MASK_TOKEN) if config.pretraining.steps else DEFAULT_SPECIAL_TOKENS
     return Tokenizer.train_from_texts(train_texts, kind=settings.kind, vocab_size=settings.vocab_size,
                                       lowercase=settings.lowercase, min_frequency=settings.min_frequency,
@@ -215,8 +219,17 @@ def train_classifier(
     encoded = {name: encode_split(examples, tokenizer=tokenizer, labels=labels, max_length=config.data.max_length)
                for name, examples in splits.items()}
     torch.manual_seed(config.training.seed)
-    model = SequenceClassifier(config.model_config(vocab_size=tokenizer.vocab_size, pad_id=tokenizer.pad_id),
-                               n_classes=len(labels), pooling=config.model.get("pooling", "mean"))
+    if config.model.get("init_from"):  # pretrained encoder, new classification layer
+        from multihead.interop import classifier_from_pretrained
+
+        if config.pretraining.steps:
+            raise ValueError("model.init_from and pretraining.steps exclude each other; set one of them")
+        model = classifier_from_pretrained(
+            config.model["init_from"], n_classes=len(labels), pooling=config.model.get("pooling", "mean"),
+            overrides={key: value for key, value in config.model.items() if key not in MODEL_EXTRAS})
+    else:
+        model = SequenceClassifier(config.model_config(vocab_size=tokenizer.vocab_size, pad_id=tokenizer.pad_id),
+                                   n_classes=len(labels), pooling=config.model.get("pooling", "mean"))
     log(f"model: {sum(p.numel() for p in model.parameters()):,} parameters; labels: {', '.join(labels.names)}")
     pad_id, batch_size = tokenizer.pad_id, config.training.batch_size
     train = encoded["train"]
