@@ -18,6 +18,7 @@ from multihead.models import (
     DecoderLM,
     Encoder,
     EncoderDecoder,
+    SentenceScorer,
     SequenceClassifier,
     SpanExtractor,
     TokenClassifier,
@@ -54,6 +55,8 @@ def architecture_of(model: nn.Module) -> tuple[str, dict[str, Any]]:
         return "SequenceClassifier", {"n_classes": model.classifier.out_features, "pooling": model.pooling}
     if isinstance(model, TokenClassifier):
         return "TokenClassifier", {"n_labels": model.classifier.out_features}
+    if isinstance(model, SentenceScorer):
+        return "SentenceScorer", {"design": model.design, "segment_embeddings": model.segments is not None}
     for kind in (SpanExtractor, DecoderLM, EncoderDecoder, Encoder):
         if isinstance(model, kind):
             return kind.__name__, {}
@@ -67,6 +70,7 @@ _BUILDERS = {
     "DecoderLM": DecoderLM,
     "EncoderDecoder": EncoderDecoder,
     "Encoder": Encoder,
+    "SentenceScorer": SentenceScorer,
 }
 
 

@@ -10,9 +10,9 @@ from multihead.data.datasets import (
     sentence_polarity,
     tinyshakespeare,
 )
-from multihead.data.parallel import read_parallel
 from multihead.data.errors import DataError, ReadReport
 from multihead.data.labels import LabelVocab
+from multihead.data.parallel import read_parallel
 from multihead.data.readers import (
     FORMATS,
     Example,
@@ -24,19 +24,31 @@ from multihead.data.readers import (
     read_lines,
 )
 from multihead.data.splits import split_by_fraction, stratified_split
+from multihead.data.summaries import (
+    Article,
+    bbc_news_summary,
+    lead,
+    read_summary_file,
+    split_sentences,
+    split_summary,
+    summary_labels,
+)
 
 __all__ = [
     "FORMATS",
     "SOURCES",
     "SPLITS",
+    "Article",
     "BucketBatchSampler",
     "DataError",
     "Example",
     "LabelVocab",
     "ReadReport",
+    "bbc_news_summary",
     "bbc_news_topics",
     "data_root",
     "infer_format",
+    "lead",
     "multi30k",
     "pad_batch",
     "read_delimited",
@@ -45,8 +57,12 @@ __all__ = [
     "read_jsonl",
     "read_lines",
     "read_parallel",
+    "read_summary_file",
     "sentence_polarity",
     "split_by_fraction",
+    "split_sentences",
+    "split_summary",
     "stratified_split",
+    "summary_labels",
     "tinyshakespeare",
 ]

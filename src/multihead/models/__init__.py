@@ -5,6 +5,7 @@ from multihead.models.decoder import Decoder, DecoderLM
 from multihead.models.embedding import Embeddings
 from multihead.models.encoder import Encoder
 from multihead.models.heads import SequenceClassifier, SpanExtractor, TokenClassifier, best_spans, pool
+from multihead.models.sentence_scorer import SentenceScorer, top_k_in_order
 from multihead.models.seq2seq import EncoderDecoder
 
 __all__ = [
@@ -14,10 +15,12 @@ __all__ = [
     "Embeddings",
     "Encoder",
     "EncoderDecoder",
+    "SentenceScorer",
     "SequenceClassifier",
     "SpanExtractor",
     "TokenClassifier",
     "TransformerConfig",
     "best_spans",
     "pool",
+    "top_k_in_order",
 ]
