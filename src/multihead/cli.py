@@ -87,6 +87,16 @@ def _train(args: argparse.Namespace) -> int:
               f"{trained.best_validation:.4f} at step {trained.best_step}; model: {trained.output_dir / 'best'}")
         print(f"evaluate: multihead eval {trained.output_dir / 'best'} --split test")
         return 0
+    if config.task == "extractive-summarization":
+        from multihead.tasks.extractive import train_extractive
+
+        extractive = train_extractive(config, resume=args.resume)
+        print(f"trained in {extractive.seconds:.0f} s; best validation sentence F1 {extractive.best_validation:.4f} "
+              f"at step {extractive.best_step}; selection {extractive.selection}; "
+              f"model: {extractive.output_dir / 'best'}")
+        if extractive.test_report is not None:
+            print("test split (ROUGE F1):\n" + json.dumps(extractive.test_report, indent=2))
+        return 0
     if config.task == "language-model":
         from multihead.tasks.language_model import train_language_model
 

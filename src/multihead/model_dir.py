@@ -24,6 +24,7 @@ from multihead.models import (
     TokenClassifier,
     TransformerConfig,
 )
+from multihead.models.masked_lm import MaskedLM
 
 __all__ = [
     "FORMAT_VERSION",
@@ -57,7 +58,7 @@ def architecture_of(model: nn.Module) -> tuple[str, dict[str, Any]]:
         return "TokenClassifier", {"n_labels": model.classifier.out_features}
     if isinstance(model, SentenceScorer):
         return "SentenceScorer", {"design": model.design, "segment_embeddings": model.segments is not None}
-    for kind in (SpanExtractor, DecoderLM, EncoderDecoder, Encoder):
+    for kind in (SpanExtractor, DecoderLM, EncoderDecoder, MaskedLM, Encoder):
         if isinstance(model, kind):
             return kind.__name__, {}
     raise ValueError(f"cannot save a {type(model).__name__}: not a multihead model")
@@ -70,6 +71,7 @@ _BUILDERS = {
     "DecoderLM": DecoderLM,
     "EncoderDecoder": EncoderDecoder,
     "Encoder": Encoder,
+    "MaskedLM": MaskedLM,
     "SentenceScorer": SentenceScorer,
 }
 
