@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-__all__ = ["add_generation_commands", "evaluate_generation_model", "model_task"]
+__all__ = ["add_generation_commands", "evaluate_generation_model", "model_task", "texts_from_arguments"]
 
 
 def model_task(model_dir: str | Path) -> str:
@@ -51,7 +51,8 @@ def _options(args: argparse.Namespace) -> dict[str, Any]:
     return {key: value for key, value in options.items() if value is not None}
 
 
-def _inputs(args: argparse.Namespace) -> list[str]:
+def texts_from_arguments(args: argparse.Namespace, *, action: str = "do") -> list[str]:
+    """``args.texts`` plus the non-empty lines of ``args.file``; an error when there is nothing to ``action``."""
     texts = list(args.texts)
     if args.file:
         path = Path(args.file)
@@ -59,7 +60,7 @@ def _inputs(args: argparse.Namespace) -> list[str]:
             raise FileNotFoundError(f"{path}: no such file; expected one text a line")
         texts += [line.rstrip("\n") for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
     if not texts:
-        raise ValueError("nothing to do: give TEXT arguments or --file FILE")
+        raise ValueError(f"nothing to {action}: give TEXT arguments or --file FILE")
     return texts
 
 
@@ -81,7 +82,7 @@ def _translate(args: argparse.Namespace) -> int:
 
     model = load_seq2seq(args.model_dir)
     config = model.generation_config(**_options(args))
-    texts = _inputs(args)
+    texts = texts_from_arguments(args)
     if args.stream:
         for text in texts:
             _print_stream(model.stream(text, generation=config))
@@ -107,7 +108,7 @@ def _generate(args: argparse.Namespace) -> int:
 
 
 def _summarize(args: argparse.Namespace) -> int:
-    texts = _inputs(args)
+    texts = texts_from_arguments(args)
     if model_task(args.model_dir) == "extractive-summarization":
         from multihead.tasks.extractive import summarize_extractive
 

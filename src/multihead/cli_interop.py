@@ -9,28 +9,18 @@ import json
 from pathlib import Path
 from typing import Any
 
+from multihead.cli_generate import texts_from_arguments
+
 __all__ = ["add_interop_commands", "convert_model_dir"]
 
 _TASKS = {"SequenceClassifier": "classification", "DecoderLM": "language-model", "EncoderDecoder": "translation",
           "Encoder": "sentence-embedding"}
 
 
-def _texts(args: argparse.Namespace) -> list[str]:
-    texts = list(args.texts)
-    if args.file:
-        path = Path(args.file)
-        if not path.is_file():
-            raise FileNotFoundError(f"{path}: no such file; expected one text a line")
-        texts += [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    if not texts:
-        raise ValueError("nothing to embed: give TEXT arguments or --file FILE")
-    return texts
-
-
 def _embed(args: argparse.Namespace) -> int:
     from multihead.embeddings import SentenceEncoder
 
-    texts = _texts(args)
+    texts = texts_from_arguments(args, action="embed")
     vectors = SentenceEncoder.load(args.model_dir, max_length=args.max_length).encode(texts, batch_size=args.batch_size)
     for text, vector in zip(texts, vectors.tolist(), strict=True):
         if args.json:
