@@ -80,8 +80,9 @@ def _print_stream(updates: Iterator[str]) -> None:
 def _translate(args: argparse.Namespace) -> int:
     from multihead.tasks.seq2seq_eval import load_seq2seq
 
+    options = _options(args)  # option errors before the model is read
     model = load_seq2seq(args.model_dir)
-    config = model.generation_config(**_options(args))
+    config = model.generation_config(**options)
     texts = texts_from_arguments(args)
     if args.stream:
         for text in texts:
@@ -95,8 +96,9 @@ def _translate(args: argparse.Namespace) -> int:
 def _generate(args: argparse.Namespace) -> int:
     from multihead.tasks.text_generator import load_text_generator
 
+    options = _options(args)
     generator = load_text_generator(args.model_dir)
-    config = generator.generation_config(**_options(args))
+    config = generator.generation_config(**options)
     if args.stream:
         sys.stdout.write(args.prompt)
         _print_stream(generator.stream(args.prompt, generation=config))
