@@ -132,14 +132,13 @@ def evaluate_generation_model(model_dir: str, *, split: str, data: str | None, r
         from multihead.tasks.extractive import evaluate_extractive
 
         return evaluate_extractive(model_dir, split=split)
-    from multihead.tasks.seq2seq_eval import evaluate_seq2seq, load_seq2seq
+    from multihead.tasks.seq2seq_eval import evaluate_seq2seq
 
     if data is not None and references is None:
         raise ValueError("a translation or summarisation model scores DATA against --references FILE "
                          "(line-aligned), or a split of its own data set with --split")
-    generation = load_seq2seq(model_dir).generation_config(**options)
     pair = None if data is None else (data, str(references))
-    return evaluate_seq2seq(model_dir, split=split, data=pair, generation=generation, limit=limit)
+    return evaluate_seq2seq(model_dir, split=split, data=pair, decoding=options, limit=limit)
 
 
 def add_generation_commands(commands: Any) -> None:

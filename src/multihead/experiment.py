@@ -12,9 +12,10 @@ import re
 import sys
 import types
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
 
@@ -27,7 +28,9 @@ else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
 __all__ = ["DataConfig", "ExperimentConfig", "PretrainingConfig", "TokenizerConfig", "apply_overrides",
-           "load_experiment"]
+           "load_experiment", "recorded_split"]
+
+T = TypeVar("T")
 
 TASKS = ("classification", "translation", "abstractive-summarization", "extractive-summarization", "language-model")
 BUILTIN_DATASETS = ("sentence-polarity", "bbc-news-topics", "multi30k", "tinyshakespeare", "bbc-news-summary")
@@ -303,6 +306,23 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
     if not isinstance(values, dict):
         raise ValueError(f"{path}: expected a mapping of sections at the top, got {type(values).__name__}")
     return values
+
+
+def recorded_split(saved: dict[str, Any], split: str, load: Callable[[ExperimentConfig], dict[str, T]], *,
+                   where: str | Path) -> T:
+    """Split ``split`` of the data of the experiment a model directory's ``config.json`` (``saved``) records.
+
+    Args:
+        load: reads every split of an experiment's data (e.g. ``load_pairs``, ``load_texts``).
+        where: the model directory, named in the errors.
+    """
+    experiment = saved.get("experiment")
+    if experiment is None:
+        raise ValueError(f"{where}: config.json records no experiment; pass the data to score instead")
+    splits = load(build_experiment(experiment))
+    if split not in splits:
+        raise ValueError(f"split {split!r} is not known for this model's data; known: {sorted(splits)}")
+    return splits[split]
 
 
 def load_experiment(path: str | Path, overrides: list[str] | None = None) -> ExperimentConfig:

@@ -24,7 +24,7 @@ from multihead.models import DecoderLM
 from multihead.tokenizers import Tokenizer
 from multihead.training import TrainData, Trainer
 
-__all__ = ["LanguageModelResult", "LanguageModelTask", "RandomWindows", "TokenStream", "load_texts",
+__all__ = ["LanguageModelResult", "LanguageModelTask", "RandomWindows", "TokenStream", "load_texts", "read_text",
            "train_language_model"]
 
 Batch = dict[str, Tensor]
@@ -118,16 +118,17 @@ def load_texts(config: ExperimentConfig) -> dict[str, str]:
         raise ValueError(f"data.dataset {data.dataset!r} is not plain text; for language-model use "
                          "tinyshakespeare or data.train (a text file)")
     assert data.train is not None
-    texts = {"train": _read_text(data.train, data.encoding)}
+    texts = {"train": read_text(data.train, data.encoding)}
     if data.validation:
-        texts["validation"] = _read_text(data.validation, data.encoding)
+        texts["validation"] = read_text(data.validation, data.encoding)
     else:
         cut = int(len(texts["train"]) * (1 - data.validation_fraction))
         texts["train"], texts["validation"] = texts["train"][:cut], texts["train"][cut:]
     return texts
 
 
-def _read_text(path: str, encoding: str) -> str:
+def read_text(path: str, encoding: str = "utf-8") -> str:
+    """A whole text file; errors name the file (and the byte that is not valid ``encoding``)."""
     try:
         return Path(path).read_text(encoding=encoding)
     except FileNotFoundError:

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from multihead.experiment import build_experiment
+from multihead.experiment import recorded_split
 from multihead.generation import GenerationConfig, generate, stream
 from multihead.model_dir import load_model_dir
 from multihead.models import EncoderDecoder
@@ -87,11 +87,12 @@ def load_seq2seq(model_dir: str | Path) -> Seq2SeqModel:
 
 
 def evaluate_seq2seq(model_dir: str | Path, *, split: str = "test", data: tuple[str, str] | None = None,
-                     generation: GenerationConfig | None = None, batch_size: int = 32,
+                     decoding: Mapping[str, Any] | None = None, batch_size: int = 32,
                      limit: int | None = None) -> dict[str, Any]:
     """Decode a split of the model's own data set (or ``data``: a source file and a reference file) and score it.
 
     Translation gets sacreBLEU's BLEU and chrF with their signatures; summarisation gets ROUGE-1/2/L F1.
+    ``decoding`` holds ``GenerationConfig`` options on top of :meth:`Seq2SeqModel.generation_config`'s.
 
     Returns:
         ``{"task", "split", "sentences", "seconds", "hypotheses", ...scores}``.
@@ -105,17 +106,11 @@ def evaluate_seq2seq(model_dir: str | Path, *, split: str = "test", data: tuple[
     if data is not None:
         pairs = list(read_parallel(*data))
     else:
-        experiment = model.config.get("experiment")
-        if experiment is None:
-            raise ValueError(f"{model_dir}: config.json records no experiment; pass data=(source file, references)")
-        splits = load_pairs(build_experiment(experiment))
-        if split not in splits:
-            raise ValueError(f"split {split!r} is not known for this model's data; known: {sorted(splits)}")
-        pairs = splits[split]
+        pairs = recorded_split(model.config, split, load_pairs, where=model_dir)
     pairs = pairs[:limit] if limit else pairs
     sources, references = [p.text for p in pairs], [p.label or "" for p in pairs]
     started = time.perf_counter()
-    hypotheses = model(sources, generation=generation, batch_size=batch_size)
+    hypotheses = model(sources, generation=model.generation_config(**(decoding or {})), batch_size=batch_size)
     seconds = time.perf_counter() - started
     report: dict[str, Any] = {"task": task, "split": split if data is None else str(data[0]),
                               "sentences": len(pairs), "seconds": seconds}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections import deque
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -10,7 +11,7 @@ from typing import Any
 
 import torch
 
-from multihead.experiment import build_experiment
+from multihead.experiment import recorded_split
 from multihead.generation import GenerationConfig, generate, stream
 from multihead.model_dir import load_model_dir
 from multihead.models import DecoderLM
@@ -98,10 +99,7 @@ class TextGenerator:
 
     @staticmethod
     def _last(texts: Iterator[str]) -> str:
-        last = ""
-        for last in texts:  # noqa: B007 - only the final text is wanted
-            continue
-        return last
+        return next(iter(deque(texts, maxlen=1)), "")
 
     def _decode(self, ids: list[int]) -> str:
         return self.tokenizer.decode(ids)
@@ -121,19 +119,13 @@ def evaluate_language_model(model_dir: str | Path, *, split: str = "validation",
                             batch_size: int = 64) -> dict[str, Any]:
     """Loss (nats per token), perplexity and bits per character over a text file or a split of the model's data,
     in consecutive windows of the model's context (every token predicted once)."""
-    from multihead.tasks.language_model import LanguageModelTask, _read_text, encode_stream, load_texts
+    from multihead.tasks.language_model import LanguageModelTask, encode_stream, load_texts, read_text
 
     generator = load_text_generator(model_dir)
     if file is not None:
-        text = _read_text(str(file), "utf-8")
+        text = read_text(str(file))
     else:
-        experiment = generator.config.get("experiment")
-        if experiment is None:
-            raise ValueError(f"{model_dir}: config.json records no experiment; pass a text file")
-        texts = load_texts(build_experiment(experiment))
-        if split not in texts:
-            raise ValueError(f"split {split!r} is not known for this model's data; known: {sorted(texts)}")
-        text = texts[split]
+        text = recorded_split(generator.config, split, load_texts, where=model_dir)
     tokens = encode_stream(generator.tokenizer, text)
     task = LanguageModelTask(characters_per_token=tokens.characters / max(len(tokens.ids), 1))
     with torch.inference_mode():
