@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 
 import yaml
 
+from multihead.models.architectures import config_class_of
 from multihead.models.config import TransformerConfig
 from multihead.training.config import TrainingConfig
 
@@ -36,8 +37,10 @@ TASKS = ("classification", "translation", "abstractive-summarization", "extracti
 BUILTIN_DATASETS = ("sentence-polarity", "bbc-news-topics", "multi30k", "tinyshakespeare", "bbc-news-summary")
 
 
-MODEL_EXTRAS = ("preset", "pooling", "shared_vocabulary", "init_from")
-"""Keys of the ``model`` section that are not ``TransformerConfig`` fields: the preset to start from, the
+MODEL_EXTRAS = ("architecture", "preset", "pooling", "shared_vocabulary", "init_from")
+"""Keys of the ``model`` section that are not config fields: ``architecture`` (``transformer``, the default, or
+a baseline of :data:`multihead.models.architectures.ARCHITECTURES`, whose config fields the section then
+holds), the preset to start from, the
 classifier's pooling, whether a sequence-to-sequence model shares one vocabulary between its sides, and
 ``init_from``: a pretrained Hugging Face or multihead directory (or ``package:NAME``, a model shipped in an
 installed Python package) whose encoder and tokenizer a classifier starts from; the preset and the
@@ -154,12 +157,23 @@ class ExperimentConfig:
             raise ValueError(f"task must be one of {TASKS}, got {self.task!r}")
         self.model_config(vocab_size=2, pad_id=0)  # validates the model section early
 
-    def model_config(self, *, vocab_size: int, pad_id: int | None) -> TransformerConfig:
-        """The ``TransformerConfig`` for a tokenizer of ``vocab_size`` with padding id ``pad_id``."""
+    @property
+    def architecture(self) -> str:
+        """``model.architecture``: ``transformer`` unless a baseline is named."""
+        return str(self.model.get("architecture", "transformer"))
+
+    def model_config(self, *, vocab_size: int, pad_id: int | None) -> Any:
+        """The model config (``TransformerConfig``, or the baseline's config class) for a tokenizer of
+        ``vocab_size`` with padding id ``pad_id``."""
         fields = {key: value for key, value in self.model.items() if key not in MODEL_EXTRAS}
         for key in ("vocab_size", "pad_id"):
             if key in fields:
                 raise ValueError(f"model.{key} comes from the tokenizer; remove it from the config")
+        if self.architecture != "transformer":
+            try:
+                return config_class_of(self.architecture)(vocab_size=vocab_size, pad_id=pad_id, **fields)
+            except TypeError as error:
+                raise ValueError(f"model ({self.architecture}): {error}") from error
         try:
             return TransformerConfig.preset(self.model.get("preset", "small"), vocab_size=vocab_size,
                                             pad_id=pad_id, **fields)
@@ -234,9 +248,10 @@ def build_experiment(values: dict[str, Any], *, base_dir: Path | None = None) ->
         _check_keys(section, {f.name for f in dataclasses.fields(kind)}, name)
         sections[name] = _typed(section, kind, name)
     model = dict(values.get("model") or {})
-    model_fields = {f.name for f in dataclasses.fields(TransformerConfig)}
+    config_class = config_class_of(str(model.get("architecture", "transformer")))
+    model_fields = {f.name for f in dataclasses.fields(config_class)}
     _check_keys(model, model_fields | set(MODEL_EXTRAS), "model")
-    hints = typing.get_type_hints(TransformerConfig)
+    hints = typing.get_type_hints(config_class)
     model = {key: _coerce(value, hints[key], f"model.{key}") if key in model_fields else value
              for key, value in model.items()}
     if "init_from" in model and not (isinstance(model["init_from"], str) and model["init_from"]):

@@ -61,10 +61,12 @@ def architecture_of(model: nn.Module) -> tuple[str, dict[str, Any]]:
     for kind in (SpanExtractor, DecoderLM, EncoderDecoder, MaskedLM, Encoder):
         if isinstance(model, kind):
             return kind.__name__, {}
+    if type(model).__name__ in _BUILDERS and hasattr(model, "architecture_args"):  # a baseline
+        return type(model).__name__, model.architecture_args()
     raise ValueError(f"cannot save a {type(model).__name__}: not a multihead model")
 
 
-_BUILDERS = {
+_BUILDERS: dict[str, type[nn.Module]] = {
     "SequenceClassifier": SequenceClassifier,
     "TokenClassifier": TokenClassifier,
     "SpanExtractor": SpanExtractor,
@@ -74,6 +76,9 @@ _BUILDERS = {
     "MaskedLM": MaskedLM,
     "SentenceScorer": SentenceScorer,
 }
+"""Architecture name in ``config.json`` -> model class. A class with a ``config_class`` attribute is rebuilt from
+that config class (baselines); the others from ``TransformerConfig``. Baselines also define
+``architecture_args()``: the constructor arguments beyond the config."""
 
 
 def write_model_files(
@@ -133,8 +138,9 @@ def load_model_dir(directory: str | Path, *, device: torch.device | str = "cpu")
     architecture = config.get("architecture")
     if architecture not in _BUILDERS:
         raise ValueError(f"{config_path}: unknown architecture {architecture!r}; known: {sorted(_BUILDERS)}")
+    config_class = getattr(_BUILDERS[architecture], "config_class", TransformerConfig)
     try:
-        model_config = TransformerConfig.from_dict(config["model"])
+        model_config = config_class.from_dict(config["model"])
     except (KeyError, TypeError, ValueError) as error:
         raise ValueError(f"{config_path}: bad \"model\" section: {error}") from error
     model = _BUILDERS[architecture](model_config, **config.get("architecture_args", {}))
