@@ -213,7 +213,10 @@ def _coerce(value: Any, annotation: Any, where: str) -> Any:
         if option is str and isinstance(value, str):
             return value
         if typing.get_origin(option) is tuple and isinstance(value, list | tuple):
-            return tuple(_coerce(item, kind, where) for item, kind in zip(value, typing.get_args(option), strict=False))
+            kinds = typing.get_args(option)
+            if len(kinds) == 2 and kinds[1] is Ellipsis:  # tuple[int, ...]: any length
+                kinds = (kinds[0],) * len(value)
+            return tuple(_coerce(item, kind, where) for item, kind in zip(value, kinds, strict=False))
         if typing.get_origin(option) is dict and isinstance(value, dict):
             return value
     names = " or ".join(getattr(option, "__name__", str(option)).replace("NoneType", "null") for option in options)

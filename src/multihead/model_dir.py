@@ -25,6 +25,8 @@ from multihead.models import (
     TransformerConfig,
 )
 from multihead.models.masked_lm import MaskedLM
+from multihead.models.rnn_classifier import BiLSTMClassifier
+from multihead.models.textcnn import TextCNN
 
 __all__ = [
     "FORMAT_VERSION",
@@ -75,6 +77,8 @@ _BUILDERS: dict[str, type[nn.Module]] = {
     "Encoder": Encoder,
     "MaskedLM": MaskedLM,
     "SentenceScorer": SentenceScorer,
+    "TextCNN": TextCNN,
+    "BiLSTMClassifier": BiLSTMClassifier,
 }
 """Architecture name in ``config.json`` -> model class. A class with a ``config_class`` attribute is rebuilt from
 that config class (baselines); the others from ``TransformerConfig``. Baselines also define

@@ -11,10 +11,14 @@ from __future__ import annotations
 from typing import Any
 
 from multihead.models.config import TransformerConfig
+from multihead.models.rnn_classifier import BiLSTMConfig
+from multihead.models.textcnn import TextCNNConfig
 
 __all__ = ["ARCHITECTURES", "config_class_of"]
 
 ARCHITECTURES: dict[str, type[Any]] = {"transformer": TransformerConfig}
+ARCHITECTURES["textcnn"] = TextCNNConfig
+ARCHITECTURES["bilstm"] = BiLSTMConfig
 """``model.architecture`` name -> config dataclass."""
 
 

@@ -31,14 +31,18 @@ from multihead.experiment import MODEL_EXTRAS, ExperimentConfig
 from multihead.metrics import classification_report
 from multihead.model_dir import load_model_dir, write_model_files
 from multihead.models import SequenceClassifier
+from multihead.models.rnn_classifier import BiLSTMClassifier
+from multihead.models.textcnn import TextCNN
 from multihead.tokenizers import DEFAULT_SPECIAL_TOKENS, Tokenizer
 from multihead.training import TrainData, Trainer
 
 __all__ = [
+    "CLASSIFIERS",
     "ClassificationResult",
     "ClassificationTask",
     "EncodedExamples",
     "Prediction",
+    "build_classifier",
     "evaluate_classifier",
     "load_splits",
     "predict",
@@ -198,6 +202,30 @@ def self_pretrain(config: ExperimentConfig, tokenizer: Tokenizer, sequences: Seq
                             resume=resume, log=log)
 
 
+CLASSIFIERS: dict[str, type[nn.Module]] = {"transformer": SequenceClassifier, "textcnn": TextCNN,
+                                           "bilstm": BiLSTMClassifier}
+"""``model.architecture`` -> classifier class; each takes ``(config, n_classes=, [pooling=])``."""
+
+
+def build_classifier(config: ExperimentConfig, *, vocab_size: int, pad_id: int | None, n_classes: int
+                     ) -> nn.Module:
+    """The classifier ``config.model`` describes (Transformer, TextCNN or BiLSTM), freshly initialised."""
+    architecture = config.architecture
+    if architecture not in CLASSIFIERS:
+        raise ValueError(f"task classification: model.architecture must be one of {sorted(CLASSIFIERS)}, "
+                         f"got {architecture!r}")
+    if architecture != "transformer" and (config.pretraining.steps or config.model.get("init_from")):
+        raise ValueError(f"pretraining.steps and model.init_from need a Transformer, not {architecture!r}")
+    model_config = config.model_config(vocab_size=vocab_size, pad_id=pad_id)
+    if architecture == "transformer":
+        return SequenceClassifier(model_config, n_classes=n_classes, pooling=config.model.get("pooling", "mean"))
+    if architecture == "textcnn":
+        if "pooling" in config.model:
+            raise ValueError("model.pooling does not apply to textcnn (it always pools max over time); remove it")
+        return TextCNN(model_config, n_classes=n_classes)
+    return BiLSTMClassifier(model_config, n_classes=n_classes, pooling=config.model.get("pooling", "max"))
+
+
 def train_classifier(
     config: ExperimentConfig, *, resume: bool = False, log: Callable[[str], None] = print
 ) -> ClassificationResult:
@@ -228,8 +256,8 @@ def train_classifier(
             config.model["init_from"], n_classes=len(labels), pooling=config.model.get("pooling", "mean"),
             overrides={key: value for key, value in config.model.items() if key not in MODEL_EXTRAS})
     else:
-        model = SequenceClassifier(config.model_config(vocab_size=tokenizer.vocab_size, pad_id=tokenizer.pad_id),
-                                   n_classes=len(labels), pooling=config.model.get("pooling", "mean"))
+        model = build_classifier(config, vocab_size=tokenizer.vocab_size, pad_id=tokenizer.pad_id,
+                                 n_classes=len(labels))
     log(f"model: {sum(p.numel() for p in model.parameters()):,} parameters; labels: {', '.join(labels.names)}")
     pad_id, batch_size = tokenizer.pad_id, config.training.batch_size
     train = encoded["train"]
