@@ -29,6 +29,7 @@ def generate(
     *,
     decode: Decode | None = None,
     batch_size: int = 32,
+    on_forward: Callable[[torch.Tensor], None] | None = None,
 ) -> list[list[Hypothesis]]:
     """Decode every input; returns, per input and in input order, its n-best list (best first).
 
@@ -39,6 +40,8 @@ def generate(
         config: search, sampling and stopping settings.
         decode: token ids -> text; fills ``Hypothesis.text`` and is needed for ``stop_strings``.
         batch_size: inputs decoded together (a beam search runs ``batch_size * num_beams`` rows).
+        on_forward: called with the token ids so far of every row ``(N, L)`` before each model call
+            (``multihead.inspect`` uses it to follow the chosen beam).
 
     Returns:
         ``len(inputs)`` lists of ``config.num_return_sequences`` hypotheses each, sorted by score.
@@ -53,7 +56,7 @@ def generate(
     for start in range(0, len(order), batch_size):
         chunk = order[start : start + batch_size]
         with _decoding(model):
-            search = _search(model, [rows[index] for index in chunk], config, stopping, generator)
+            search = _search(model, [rows[index] for index in chunk], config, stopping, generator, on_forward)
             for _ in search.run():
                 pass
         for index, hypotheses in zip(chunk, search.results(), strict=True):
@@ -100,13 +103,14 @@ def _search(
     config: GenerationConfig,
     stopping: Stopping,
     generator: torch.Generator | None,
+    on_forward: Callable[[torch.Tensor], None] | None = None,
 ) -> TokenSearch | BeamSearch:
     """The search that ``config`` asks for over a fresh ``DecodingState`` of ``rows``."""
     pad_id = config.pad_id
     if pad_id is None:
         pad_id = model.config.pad_id if model.config.pad_id is not None else 0
     state = DecodingState(model, rows, max_new_tokens=config.max_new_tokens, use_cache=config.use_cache,
-                          bos_id=config.bos_id, pad_id=pad_id)
+                          bos_id=config.bos_id, pad_id=pad_id, on_forward=on_forward)
     if config.num_beams > 1:
         return BeamSearch(state, config, stopping)
     return TokenSearch(state, config, stopping, generator)

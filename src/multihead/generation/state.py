@@ -17,7 +17,7 @@ Shape legend: ``N`` rows, ``P`` prompt (or source) length, ``L`` tokens so far, 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import Tensor
@@ -39,6 +39,8 @@ class DecodingState:
         use_cache: incremental decoding through ``DecoderCache`` (else full recomputation).
         bos_id: decoder start token (``EncoderDecoder`` only).
         pad_id: token id written at padded positions (masked everywhere).
+        on_forward: called with the token ids so far of every row ``(N, L)`` before each model call
+            (what attention capture needs to follow a row through reordering beams).
     """
 
     def __init__(
@@ -50,8 +52,10 @@ class DecodingState:
         use_cache: bool,
         bos_id: int | None,
         pad_id: int,
+        on_forward: Callable[[Tensor], None] | None = None,
     ) -> None:
         self.model = model
+        self.on_forward = on_forward
         self.use_cache = use_cache
         self.max_new_tokens = max_new_tokens
         self.device = next(model.parameters()).device
@@ -151,6 +155,8 @@ class DecodingState:
 
     def _run(self, ids: Tensor, *, position_ids: Tensor | None = None) -> Tensor:
         """Logits of the last position ``(N, V)`` for ``ids`` ``(N, T)`` (new tokens only with a cache)."""
+        if self.on_forward is not None:
+            self.on_forward(self.ids)
         if self.seq2seq:
             assert isinstance(self.model, EncoderDecoder) and self.memory is not None
             logits = self.model.decode(ids, self.memory, source_mask=self.source_mask, cache=self.cache)
