@@ -6,6 +6,9 @@ Shape legend: ``B`` batch, ``Tq`` query length, ``Tk`` key length (context or ca
 
 from __future__ import annotations
 
+import warnings
+from collections.abc import Iterable
+
 import torch
 from torch import Tensor, nn
 
@@ -23,13 +26,21 @@ class MultiHeadAttention(nn.Module):
 
     Args:
         d_model: width ``D`` of queries and of the output.
-        n_heads: number of query heads ``H``; must divide ``d_model``.
+        n_heads: number of query heads ``H``; must divide ``d_model`` unless ``head_dim`` is given.
         n_kv_heads: key/value heads ``Hkv`` (grouped-query; 1 = multi-query); default ``n_heads``.
         d_context: width ``Dc`` of the keys' source in cross-attention; default ``d_model``.
         bias: biases on the four projections.
         dropout: dropout on attention weights, in training mode.
         positions: a ``RotaryEmbedding`` (rotates queries and keys) or ``ALiBi`` (biases scores);
             applied in self-attention only.
+        head_dim: head width ``Dh``; default ``d_model // n_heads``. Given explicitly (by pruned modules),
+            the inner width ``H * Dh`` may differ from ``D`` and ``H`` may be 0 (the output is then
+            ``out_proj``'s bias).
+
+    Attributes:
+        head_mask: ``None`` (default), or a float tensor ``(H,)`` or ``(B, H)`` that multiplies each head's
+            output before ``out_proj`` (Michel et al., 2019); gradients flow to it.
+        head_ids: the original index of each remaining head (``0 .. H-1`` until heads are pruned).
     """
 
     def __init__(
@@ -42,36 +53,42 @@ class MultiHeadAttention(nn.Module):
         bias: bool = True,
         dropout: float = 0.0,
         positions: RotaryEmbedding | ALiBi | None = None,
+        head_dim: int | None = None,
     ) -> None:
         super().__init__()
         n_kv_heads = n_heads if n_kv_heads is None else n_kv_heads
         d_context = d_model if d_context is None else d_context
-        if d_model <= 0 or n_heads <= 0 or n_kv_heads <= 0 or d_context <= 0:
+        fewest_heads = 1 if head_dim is None else 0  # a pruned module may have lost every head
+        if d_model <= 0 or d_context <= 0 or n_heads < fewest_heads or n_kv_heads < fewest_heads:
             raise ValueError(
                 f"d_model, n_heads, n_kv_heads and d_context must be positive, "
                 f"got {d_model}, {n_heads}, {n_kv_heads}, {d_context}"
             )
-        if d_model % n_heads:
+        if head_dim is not None and head_dim <= 0:
+            raise ValueError(f"head_dim must be positive, got {head_dim}")
+        if head_dim is None and d_model % n_heads:
             raise ValueError(f"d_model ({d_model}) must be divisible by n_heads ({n_heads})")
-        if n_heads % n_kv_heads:
+        if (n_kv_heads == 0) != (n_heads == 0) or (n_kv_heads and n_heads % n_kv_heads):
             raise ValueError(f"n_heads ({n_heads}) must be divisible by n_kv_heads ({n_kv_heads})")
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {dropout}")
         if positions is not None and not isinstance(positions, RotaryEmbedding | ALiBi):
             raise ValueError(f"positions must be RotaryEmbedding, ALiBi or None, got {type(positions).__name__}")
         self.d_model, self.n_heads, self.n_kv_heads = d_model, n_heads, n_kv_heads
-        self.head_dim = d_model // n_heads
+        self.head_dim = d_model // n_heads if head_dim is None else head_dim
+        self.head_ids: tuple[int, ...] = tuple(range(n_heads))
+        self.head_mask: Tensor | None = None
         if isinstance(positions, RotaryEmbedding) and positions.head_dim != self.head_dim:
             raise ValueError(f"rotary head_dim {positions.head_dim} != attention head_dim {self.head_dim}")
         if isinstance(positions, ALiBi) and positions.n_heads != n_heads:
             raise ValueError(f"ALiBi built for {positions.n_heads} heads, attention has {n_heads}")
         self.dropout = dropout
         self.positions = positions
-        kv_width = n_kv_heads * self.head_dim
-        self.q_proj = nn.Linear(d_model, d_model, bias=bias)
-        self.k_proj = nn.Linear(d_context, kv_width, bias=bias)
-        self.v_proj = nn.Linear(d_context, kv_width, bias=bias)
-        self.out_proj = nn.Linear(d_model, d_model, bias=bias)
+        inner, kv_width = n_heads * self.head_dim, n_kv_heads * self.head_dim
+        self.q_proj = _linear(d_model, inner, bias=bias)
+        self.k_proj = _linear(d_context, kv_width, bias=bias)
+        self.v_proj = _linear(d_context, kv_width, bias=bias)
+        self.out_proj = _linear(inner, d_model, bias=bias)
 
     def forward(
         self,
@@ -115,6 +132,8 @@ class MultiHeadAttention(nn.Module):
             raise ValueError(f"x must be (B, Tq, {self.d_model}), got shape {tuple(x.shape)}")
         else:
             batch, query_length, _ = x.shape
+        if self.n_heads == 0:
+            return self._without_heads(x, context, cache, batch, query_length, need_weights)
         q = self._split_heads(self.q_proj(x), batch, query_length, self.n_heads, packing)  # (B, H, Tq, Dh)
         past = 0
         if context is not None:
@@ -149,10 +168,73 @@ class MultiHeadAttention(nn.Module):
             dropout=self.dropout if self.training else 0.0,
             need_weights=need_weights,
         )  # (B, H, Tq, Dh)
-        out = out.transpose(1, 2).reshape(batch, query_length, self.d_model)  # (B, Tq, D)
+        if self.head_mask is not None:
+            out = out * self._head_scale(batch).to(out.dtype)  # (B, H, Tq, Dh)
+        out = out.transpose(1, 2).reshape(batch, query_length, self.n_heads * self.head_dim)  # (B, Tq, H * Dh)
         if packing is not None:
-            out = packing.unpad(out)  # (N, D)
+            out = packing.unpad(out)  # (N, H * Dh)
         return self.out_proj(out), weights
+
+    def _head_scale(self, batch: int) -> Tensor:
+        """``head_mask`` ``(H,)`` or ``(B, H)`` as a multiplier broadcastable to ``(B, H, Tq, Dh)``."""
+        mask = self.head_mask
+        assert mask is not None
+        if mask.shape not in ((self.n_heads,), (batch, self.n_heads)):
+            raise ValueError(f"head_mask must be ({self.n_heads},) or ({batch}, {self.n_heads}), "
+                             f"got shape {tuple(mask.shape)}")
+        return mask.reshape(-1 if mask.dim() == 2 else 1, self.n_heads, 1, 1)  # (B|1, H, 1, 1)
+
+    def _without_heads(
+        self, x: Tensor, context: Tensor | None, cache: KVCache | None, batch: int, query_length: int,
+        need_weights: bool,
+    ) -> tuple[Tensor, Tensor | None]:
+        """A module whose heads were all pruned: every output row is ``out_proj``'s bias (zero without one).
+
+        Caches still advance, so positions stay right in incremental decoding.
+        """
+        key_length = query_length if context is None else context.shape[1]
+        if cache is not None:
+            if context is None or cache.length == 0:
+                empty = x.new_zeros(batch, 0, key_length, self.head_dim)  # (B, 0, Tk, Dh)
+                cache.update(empty, empty)
+            key_length = cache.length
+        weights = x.new_zeros(batch, 0, query_length, key_length) if need_weights else None  # (B, 0, Tq, Tk)
+        return self.out_proj(x.new_zeros(*x.shape[:-1], 0)), weights  # (B, Tq, D) or packed (N, D)
+
+    def prune_heads(self, heads: Iterable[int]) -> None:
+        """Remove heads in place: their rows of ``q_proj`` (and, with grouped-query attention, whole groups'
+        rows of ``k_proj``/``v_proj``) and their columns of ``out_proj``.
+
+        Args:
+            heads: original head indices (members of ``head_ids``) to remove. With ``n_kv_heads < n_heads``,
+                they must form whole groups of ``n_heads // n_kv_heads`` heads that share a key/value head.
+        """
+        position = {head: index for index, head in enumerate(self.head_ids)}
+        heads = set(heads)
+        unknown = sorted(heads - set(position))
+        if unknown:
+            raise ValueError(f"cannot prune heads {unknown}: this module's heads are {list(self.head_ids)}")
+        if not heads:
+            return
+        if isinstance(self.positions, ALiBi):
+            raise ValueError("pruning heads of ALiBi attention is not supported (the slopes are shared by layers)")
+        removed = {position[head] for head in heads}
+        group = self.n_heads // self.n_kv_heads
+        removed_groups = {index // group for index in removed}
+        partial = sorted(g for g in removed_groups if not all(g * group + i in removed for i in range(group)))
+        if partial:
+            members = [list(self.head_ids[g * group:(g + 1) * group]) for g in partial]
+            raise ValueError(f"grouped-query attention ({self.n_heads} heads, {self.n_kv_heads} key/value heads) "
+                             f"prunes whole groups; heads {sorted(heads)} split the groups {members}")
+        keep = [i for i in range(self.n_heads) if i not in removed]
+        keep_kv = [g for g in range(self.n_kv_heads) if g not in removed_groups]
+        self.q_proj = _select_rows(self.q_proj, keep, self.head_dim)
+        self.k_proj = _select_rows(self.k_proj, keep_kv, self.head_dim)
+        self.v_proj = _select_rows(self.v_proj, keep_kv, self.head_dim)
+        self.out_proj = _select_columns(self.out_proj, keep, self.head_dim)
+        self.head_ids = tuple(self.head_ids[i] for i in keep)
+        self.n_heads, self.n_kv_heads = len(keep), len(keep_kv)
+        self.head_mask = None
 
     @staticmethod
     def _split_heads(projected: Tensor, batch: int, length: int, heads: int, packing: Packing | None) -> Tensor:
@@ -177,3 +259,40 @@ class MultiHeadAttention(nn.Module):
         weight = self.k_proj.weight
         return KVCache(batch_size=batch_size, max_length=max_length, n_kv_heads=self.n_kv_heads,
                        head_dim=self.head_dim, dtype=dtype or weight.dtype, device=device or weight.device)
+
+
+def _linear(in_features: int, out_features: int, *, bias: bool, like: Tensor | None = None) -> nn.Linear:
+    """``nn.Linear`` (on ``like``'s device and dtype); a zero-width one (all heads pruned) without the warning
+    that initialising an empty tensor is a no-op."""
+    options = {} if like is None else {"device": like.device, "dtype": like.dtype}
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Initializing zero-element tensors is a no-op")
+        return nn.Linear(in_features, out_features, bias=bias, **options)
+
+
+def _head_index(heads: list[int], head_dim: int, device: torch.device) -> Tensor:
+    """Channel indices ``(len(heads) * Dh,)`` of ``heads`` in a ``(heads * Dh)``-wide projection."""
+    index = torch.tensor(heads, dtype=torch.long, device=device)[:, None] * head_dim
+    return (index + torch.arange(head_dim, device=device)).reshape(-1)  # (len(heads) * Dh,)
+
+
+def _select_rows(linear: nn.Linear, heads: list[int], head_dim: int) -> nn.Linear:
+    """A copy of ``linear`` keeping the output channels of ``heads``."""
+    index = _head_index(heads, head_dim, linear.weight.device)
+    smaller = _linear(linear.in_features, index.numel(), bias=linear.bias is not None, like=linear.weight)
+    with torch.no_grad():
+        smaller.weight.copy_(linear.weight.index_select(0, index))
+        if linear.bias is not None:
+            smaller.bias.copy_(linear.bias.index_select(0, index))
+    return smaller
+
+
+def _select_columns(linear: nn.Linear, heads: list[int], head_dim: int) -> nn.Linear:
+    """A copy of ``linear`` keeping the input channels of ``heads`` (the bias is kept whole)."""
+    index = _head_index(heads, head_dim, linear.weight.device)
+    smaller = _linear(index.numel(), linear.out_features, bias=linear.bias is not None, like=linear.weight)
+    with torch.no_grad():
+        smaller.weight.copy_(linear.weight.index_select(1, index))
+        if linear.bias is not None:
+            smaller.bias.copy_(linear.bias)
+    return smaller

@@ -12,7 +12,8 @@ __all__ = ["DecoderCache", "KVCache"]
 
 
 class KVCache:
-    """Keys and values of one attention module, stored in ``(B, Hkv, max_length, Dh)`` buffers.
+    """Keys and values of one attention module, stored in ``(B, Hkv, max_length, Dh)`` buffers
+    (``Hkv`` may be 0 for a module whose heads were all pruned; the cache then only counts positions).
 
     Self-attention appends the keys of each new chunk at ``length``; cross-attention fills the cache
     once from the source and reads it at every later step.
@@ -30,7 +31,7 @@ class KVCache:
     ) -> None:
         for name, value in (("batch_size", batch_size), ("max_length", max_length),
                             ("n_kv_heads", n_kv_heads), ("head_dim", head_dim)):
-            if value <= 0:
+            if value <= 0 and not (name == "n_kv_heads" and value == 0):  # 0: every head pruned
                 raise ValueError(f"KVCache {name} must be positive, got {value}")
         shape = (batch_size, n_kv_heads, max_length, head_dim)
         self.keys = torch.zeros(shape, dtype=dtype, device=device)

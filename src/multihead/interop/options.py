@@ -75,4 +75,5 @@ class Requirements:
         self.need("norm", config.norm, "layer")
         self.need("bias", config.bias, True)
         self.need_one_of("n_kv_heads", config.n_kv_heads, (None, config.n_heads))
+        self.need("pruned_heads", config.pruned_heads, None)
         self.need_one_of("activation", config.activation, tuple(_TO_HF))

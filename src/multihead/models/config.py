@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -50,6 +52,10 @@ class TransformerConfig:
             ``final_logits_bias``).
         pooler: ``SequenceClassifier`` passes the pooled vector through a dense layer and tanh before the
             classifier (BERT's pooler).
+        pruned_heads: heads removed from attention modules, by their original index, e.g.
+            ``{"encoder.0.self_attn": (1, 3), "decoder.2.cross_attn": (0,)}`` (keys ``encoder.L.self_attn``,
+            ``decoder.L.self_attn``, ``decoder.L.cross_attn``); applied when a model is built, so a pruned
+            model directory loads into the smaller shapes. ``None``: no head pruned.
     """
 
     vocab_size: int
@@ -77,6 +83,7 @@ class TransformerConfig:
     embedding_norm: bool = False
     output_bias: bool = False
     pooler: bool = False
+    pruned_heads: Mapping[str, Sequence[int]] | None = None
 
     def __post_init__(self) -> None:
         positive = ("vocab_size", "d_model", "n_heads", "n_layers", "max_length")
@@ -112,6 +119,31 @@ class TransformerConfig:
             raise ValueError(
                 f"TransformerConfig.pad_id {self.pad_id} is outside the vocabulary (0..{self.vocab_size - 1})"
             )
+        object.__setattr__(self, "pruned_heads", self._checked_pruned_heads())
+
+    def _checked_pruned_heads(self) -> dict[str, tuple[int, ...]] | None:
+        """``pruned_heads`` validated and normalised: keys sorted, heads sorted tuples; ``None`` if empty."""
+        if not self.pruned_heads:
+            return None
+        if not isinstance(self.pruned_heads, Mapping):
+            raise ValueError(f"TransformerConfig.pruned_heads must be a mapping of module -> heads, "
+                             f"got {self.pruned_heads!r}")
+        if self.positions == "alibi":
+            raise ValueError("TransformerConfig.pruned_heads is not supported with ALiBi positions")
+        layers = max(self.n_layers, self.decoder_layers)
+        normalised: dict[str, tuple[int, ...]] = {}
+        for key in sorted(self.pruned_heads):
+            match = re.fullmatch(r"(encoder\.(\d+)\.self_attn|decoder\.(\d+)\.(self|cross)_attn)", str(key))
+            if match is None or int(match.group(2) or match.group(3)) >= layers:
+                raise ValueError(f"TransformerConfig.pruned_heads key {key!r} must be encoder.L.self_attn, "
+                                 f"decoder.L.self_attn or decoder.L.cross_attn with L < {layers}")
+            heads = self.pruned_heads[key]
+            if isinstance(heads, str | int) or not all(isinstance(h, int) and 0 <= h < self.n_heads for h in heads):
+                raise ValueError(f"TransformerConfig.pruned_heads[{key!r}] must list heads in 0..{self.n_heads - 1}, "
+                                 f"got {heads!r}")
+            if heads:
+                normalised[key] = tuple(sorted(set(heads)))
+        return normalised or None
 
     @property
     def scales_embeddings(self) -> bool:

@@ -15,6 +15,7 @@ from multihead.masks import key_padding_to_attention
 from multihead.models.config import TransformerConfig
 from multihead.models.embedding import (
     Embeddings,
+    apply_pruned_heads,
     default_position_ids,
     final_norm,
     init_weights,
@@ -50,6 +51,7 @@ class Decoder(nn.Module):
             DecoderLayer(config.d_model, config.n_heads, cross_attention=cross_attention, **options)
             for _ in range(n_layers or config.n_layers)
         )
+        apply_pruned_heads(self.layers, config, stack="decoder")
         self.final_norm = final_norm(config)
         self.cross_attention = cross_attention
         init_weights(self)
@@ -102,8 +104,18 @@ class Decoder(nn.Module):
         dtype: torch.dtype | None = None,
         device: torch.device | str | None = None,
     ) -> DecoderCache:
-        """Preallocated caches for every layer (``max_length`` defaults to ``config.max_length``)."""
+        """Preallocated caches for every layer (``max_length`` defaults to ``config.max_length``); a pruned
+        model's caches fit each layer's remaining heads."""
         weight = self.embeddings.tokens.weight
+        if self.config.pruned_heads:
+            if self.cross_attention and context_length <= 0:
+                raise ValueError(f"cross-attention caches need context_length > 0, got {context_length}")
+            options = {"batch_size": batch_size, "dtype": dtype or weight.dtype, "device": device or weight.device}
+            selfs = [layer.self_attn.make_cache(max_length=max_length or self.config.max_length, **options)
+                     for layer in self.layers]
+            crosses = [layer.cross_attn.make_cache(max_length=context_length, **options)
+                       for layer in self.layers] if self.cross_attention else None
+            return DecoderCache(selfs, crosses)
         return DecoderCache.allocate(
             n_layers=len(self.layers),
             cross_attention=self.cross_attention,

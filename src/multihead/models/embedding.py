@@ -15,7 +15,15 @@ from multihead.layers import make_norm
 from multihead.models.config import TransformerConfig
 from multihead.positions import ALiBi, LearnedPositions, RotaryEmbedding, SinusoidalPositions
 
-__all__ = ["Embeddings", "attention_positions", "default_position_ids", "final_norm", "init_weights", "layer_options"]
+__all__ = [
+    "Embeddings",
+    "apply_pruned_heads",
+    "attention_positions",
+    "default_position_ids",
+    "final_norm",
+    "init_weights",
+    "layer_options",
+]
 
 
 class Embeddings(nn.Module):
@@ -77,6 +85,19 @@ def layer_options(config: TransformerConfig) -> dict[str, Any]:
         "bias": config.bias,
         "positions": attention_positions(config),
     }
+
+
+def apply_pruned_heads(layers: nn.ModuleList, config: TransformerConfig, *, stack: str) -> None:
+    """Remove the heads ``config.pruned_heads`` lists for ``stack`` (``encoder`` or ``decoder``) from ``layers``."""
+    for key, heads in (config.pruned_heads or {}).items():
+        name, index, attention = key.split(".")
+        if name != stack:
+            continue
+        module = getattr(layers[int(index)], attention, None) if int(index) < len(layers) else None
+        if module is None:
+            raise ValueError(f"TransformerConfig.pruned_heads names {key!r}, but this {stack} has "
+                             f"{len(layers)} layers" + ("" if attention == "self_attn" else " without cross-attention"))
+        module.prune_heads(heads)
 
 
 def default_position_ids(length: int, *, past: int, device: torch.device) -> Tensor:

@@ -12,6 +12,7 @@ from multihead.masks import key_padding_to_attention
 from multihead.models.config import TransformerConfig
 from multihead.models.embedding import (
     Embeddings,
+    apply_pruned_heads,
     default_position_ids,
     final_norm,
     init_weights,
@@ -38,6 +39,7 @@ class Encoder(nn.Module):
         self.layers = nn.ModuleList(
             EncoderLayer(config.d_model, config.n_heads, **options) for _ in range(config.n_layers)
         )
+        apply_pruned_heads(self.layers, config, stack="encoder")
         self.final_norm = final_norm(config)
         init_weights(self)
 
