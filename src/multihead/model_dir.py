@@ -26,6 +26,8 @@ from multihead.models import (
 )
 from multihead.models.masked_lm import MaskedLM
 from multihead.models.rnn_classifier import BiLSTMClassifier
+from multihead.models.rnn_lm import LSTMLanguageModel
+from multihead.models.rnn_seq2seq import RNNEncoderDecoder
 from multihead.models.textcnn import TextCNN
 
 __all__ = [
@@ -77,6 +79,8 @@ _BUILDERS: dict[str, type[nn.Module]] = {
     "Encoder": Encoder,
     "MaskedLM": MaskedLM,
     "SentenceScorer": SentenceScorer,
+    "RNNEncoderDecoder": RNNEncoderDecoder,
+    "LSTMLanguageModel": LSTMLanguageModel,
     "TextCNN": TextCNN,
     "BiLSTMClassifier": BiLSTMClassifier,
 }

@@ -12,9 +12,7 @@ from multihead.generation.beam import BeamSearch
 from multihead.generation.config import GenerationConfig
 from multihead.generation.greedy import TokenSearch
 from multihead.generation.hypothesis import Hypothesis, Stopping
-from multihead.generation.state import DecodingState
-from multihead.models.decoder import DecoderLM
-from multihead.models.seq2seq import EncoderDecoder
+from multihead.generation.state import ENCODER_DECODERS, LANGUAGE_MODELS, DecodingState, GenerativeModel
 
 __all__ = ["generate", "stream"]
 
@@ -23,7 +21,7 @@ _EXHAUSTED = object()
 
 
 def generate(
-    model: DecoderLM | EncoderDecoder,
+    model: GenerativeModel,
     inputs: Sequence[Sequence[int]],
     config: GenerationConfig,
     *,
@@ -65,7 +63,7 @@ def generate(
 
 
 def stream(
-    model: DecoderLM | EncoderDecoder,
+    model: GenerativeModel,
     inputs: Sequence[int],
     config: GenerationConfig,
     *,
@@ -98,7 +96,7 @@ def stream(
 
 
 def _search(
-    model: DecoderLM | EncoderDecoder,
+    model: GenerativeModel,
     rows: list[list[int]],
     config: GenerationConfig,
     stopping: Stopping,
@@ -141,16 +139,17 @@ def _decoding(model: nn.Module) -> Iterator[None]:
 
 
 def _check(
-    model: DecoderLM | EncoderDecoder, inputs: Sequence[Sequence[int]], config: GenerationConfig, decode: Decode | None
+    model: GenerativeModel, inputs: Sequence[Sequence[int]], config: GenerationConfig, decode: Decode | None
 ) -> list[list[int]]:
     """Validate the arguments of ``generate``/``stream``; returns the inputs as lists of ints."""
-    if not isinstance(model, DecoderLM | EncoderDecoder):
-        raise ValueError(f"model must be a DecoderLM or an EncoderDecoder, got {type(model).__name__}")
+    if not isinstance(model, ENCODER_DECODERS + LANGUAGE_MODELS):
+        raise ValueError("model must be an RNNEncoderDecoder, LSTMLanguageModel, DecoderLM or an EncoderDecoder, "
+                         f"got {type(model).__name__}")
     if not isinstance(config, GenerationConfig):
         raise ValueError(f"config must be a GenerationConfig, got {type(config).__name__}")
     if config.stop_strings and decode is None:
         raise ValueError(f"GenerationConfig.stop_strings {config.stop_strings!r} need a decode callable")
-    seq2seq = isinstance(model, EncoderDecoder)
+    seq2seq = isinstance(model, ENCODER_DECODERS)
     in_vocab, out_vocab = model.config.vocab_size, model.config.output_vocab_size
     if seq2seq and config.bos_id is None:
         raise ValueError("GenerationConfig.bos_id is required for an EncoderDecoder (the decoder start token)")
@@ -183,12 +182,12 @@ def _check(
     return rows
 
 
-def _check_positions(model: DecoderLM | EncoderDecoder, rows: list[list[int]], config: GenerationConfig) -> None:
-    """Learned absolute positions stop at ``max_length``: the output must fit."""
-    if model.config.positions != "learned" or not rows:
+def _check_positions(model: GenerativeModel, rows: list[list[int]], config: GenerationConfig) -> None:
+    """Learned absolute positions stop at ``max_length``: the output must fit (recurrent models have no limit)."""
+    if getattr(model.config, "positions", None) != "learned" or not rows:
         return
     longest = max(len(row) for row in rows)
-    needed = config.max_new_tokens if isinstance(model, EncoderDecoder) else longest + config.max_new_tokens - 1
+    needed = config.max_new_tokens if isinstance(model, ENCODER_DECODERS) else longest + config.max_new_tokens - 1
     limit = model.config.max_length
     if needed > limit or longest > limit:
         raise ValueError(

@@ -10,6 +10,8 @@ repeat or reorder rows, for finished rows and beams).
   With the cache, cross-attention keys and values are computed on the first decoding step and reused.
 - With ``use_cache`` the prompt is run once and each later step feeds one token; without it, every
   step recomputes the whole prefix.
+- The recurrent baselines (``RNNEncoderDecoder``, ``LSTMLanguageModel``) have the same methods; their
+  ``RecurrentState`` (hidden and cell states, rows reordered like a cache) takes the cache's place.
 
 Shape legend: ``N`` rows, ``P`` prompt (or source) length, ``L`` tokens so far, ``S`` source length,
 ``D`` model width, ``V`` vocabulary.
@@ -24,9 +26,18 @@ from torch import Tensor
 
 from multihead.cache import DecoderCache
 from multihead.models.decoder import DecoderLM
+from multihead.models.recurrent_state import RecurrentState
+from multihead.models.rnn_lm import LSTMLanguageModel
+from multihead.models.rnn_seq2seq import RNNEncoderDecoder
 from multihead.models.seq2seq import EncoderDecoder
 
-__all__ = ["DecodingState"]
+__all__ = ["ENCODER_DECODERS", "LANGUAGE_MODELS", "DecodingState", "GenerativeModel"]
+
+ENCODER_DECODERS = (EncoderDecoder, RNNEncoderDecoder)
+"""Models decoded from a source: ``encode`` once, then ``decode`` with a cache or state."""
+LANGUAGE_MODELS = (DecoderLM, LSTMLanguageModel)
+"""Models that continue a prompt: ``model(ids, mask=, cache=, position_ids=)``."""
+GenerativeModel = DecoderLM | EncoderDecoder | LSTMLanguageModel | RNNEncoderDecoder
 
 
 class DecodingState:
@@ -45,7 +56,7 @@ class DecodingState:
 
     def __init__(
         self,
-        model: DecoderLM | EncoderDecoder,
+        model: GenerativeModel,
         inputs: Sequence[list[int]],
         *,
         max_new_tokens: int,
@@ -59,12 +70,12 @@ class DecodingState:
         self.use_cache = use_cache
         self.max_new_tokens = max_new_tokens
         self.device = next(model.parameters()).device
-        self.cache: DecoderCache | None = None
+        self.cache: DecoderCache | RecurrentState | None = None
         self.memory: Tensor | None = None
         self.source_mask: Tensor | None = None
         lengths = torch.tensor([len(row) for row in inputs], device=self.device)  # (N,)
         longest = int(lengths.max())
-        self.seq2seq = isinstance(model, EncoderDecoder)
+        self.seq2seq = isinstance(model, ENCODER_DECODERS)
         if self.seq2seq:
             if bos_id is None:
                 raise ValueError("an EncoderDecoder needs GenerationConfig.bos_id (the decoder start token)")
@@ -99,7 +110,7 @@ class DecodingState:
         """Run the prompts (or encode the sources and run BOS); returns next-token logits ``(N, V)``."""
         if self.seq2seq:
             model = self.model
-            assert isinstance(model, EncoderDecoder)
+            assert isinstance(model, ENCODER_DECODERS)
             self.memory = model.encode(self.source, source_mask=self.source_mask)  # (N, S, D)
             if self.use_cache:
                 self.cache = model.make_cache(
@@ -107,7 +118,7 @@ class DecodingState:
                 )
             return self._run(self.ids)
         if self.use_cache:
-            assert isinstance(self.model, DecoderLM)
+            assert isinstance(self.model, LANGUAGE_MODELS)
             self.cache = self.model.make_cache(batch_size=self.rows, max_length=self.ids.shape[1] + self.max_new_tokens)
         return self._run(self.ids, position_ids=self._prefix_positions())
 
@@ -158,7 +169,7 @@ class DecodingState:
         if self.on_forward is not None:
             self.on_forward(self.ids)
         if self.seq2seq:
-            assert isinstance(self.model, EncoderDecoder) and self.memory is not None
+            assert isinstance(self.model, ENCODER_DECODERS) and self.memory is not None
             logits = self.model.decode(ids, self.memory, source_mask=self.source_mask, cache=self.cache)
         else:
             logits = self.model(ids, mask=self.key_mask, cache=self.cache, position_ids=position_ids)

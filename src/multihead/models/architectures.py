@@ -12,6 +12,8 @@ from typing import Any
 
 from multihead.models.config import TransformerConfig
 from multihead.models.rnn_classifier import BiLSTMConfig
+from multihead.models.rnn_lm import LSTMLMConfig
+from multihead.models.rnn_seq2seq import RNNSeq2SeqConfig
 from multihead.models.textcnn import TextCNNConfig
 
 __all__ = ["ARCHITECTURES", "config_class_of"]
@@ -19,6 +21,8 @@ __all__ = ["ARCHITECTURES", "config_class_of"]
 ARCHITECTURES: dict[str, type[Any]] = {"transformer": TransformerConfig}
 ARCHITECTURES["textcnn"] = TextCNNConfig
 ARCHITECTURES["bilstm"] = BiLSTMConfig
+ARCHITECTURES["rnn-attention"] = RNNSeq2SeqConfig
+ARCHITECTURES["lstm-lm"] = LSTMLMConfig
 """``model.architecture`` name -> config dataclass."""
 
 

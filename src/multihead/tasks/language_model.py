@@ -20,15 +20,18 @@ from torch import Tensor, nn
 from multihead.data import DataError, tinyshakespeare
 from multihead.experiment import ExperimentConfig
 from multihead.model_dir import write_model_files
-from multihead.models import DecoderLM
+from multihead.models import DecoderLM, TransformerConfig
+from multihead.models.rnn_lm import LSTMLanguageModel, LSTMLMConfig
 from multihead.tokenizers import Tokenizer
 from multihead.training import TrainData, Trainer
 
-__all__ = ["LanguageModelResult", "LanguageModelTask", "RandomWindows", "TokenStream", "load_texts", "read_text",
-           "train_language_model"]
+__all__ = ["LM_ARCHITECTURES", "LanguageModelResult", "LanguageModelTask", "RandomWindows", "TokenStream",
+           "build_language_model", "load_texts", "read_text", "train_language_model"]
 
 Batch = dict[str, Tensor]
 _CHUNK = 1 << 20  # characters read and encoded at a time
+LM_ARCHITECTURES = ("transformer", "lstm-lm")
+"""``model.architecture`` values the language-model task trains."""
 
 
 @dataclass
@@ -149,10 +152,24 @@ def encode_stream(tokenizer: Tokenizer, text: str) -> TokenStream:
     return TokenStream(ids=torch.tensor(ids, dtype=torch.long), characters=len(text))
 
 
+def build_language_model(model_config: TransformerConfig | LSTMLMConfig) -> DecoderLM | LSTMLanguageModel:
+    """A ``DecoderLM`` for a ``TransformerConfig``, an ``LSTMLanguageModel`` for an ``LSTMLMConfig``."""
+    if isinstance(model_config, LSTMLMConfig):
+        return LSTMLanguageModel(model_config)
+    if isinstance(model_config, TransformerConfig):
+        return DecoderLM(model_config)
+    raise ValueError(f"a {type(model_config).__name__} does not describe a language model; "
+                     f"model.architecture must be one of {LM_ARCHITECTURES}")
+
+
 def train_language_model(
     config: ExperimentConfig, *, resume: bool = False, log: Callable[[str], None] = print
 ) -> LanguageModelResult:
-    """Train a ``DecoderLM`` with context ``model.max_length``; keep the best validation loss in ``best/``."""
+    """Train a ``DecoderLM`` (or, with ``model.architecture: lstm-lm``, an ``LSTMLanguageModel``) on windows of
+    ``model.max_length`` tokens; keep the best validation loss in ``best/``."""
+    if config.architecture not in LM_ARCHITECTURES:
+        raise ValueError(f"model.architecture {config.architecture!r} cannot be trained for {config.task}; "
+                         f"expected one of {LM_ARCHITECTURES}")
     started = time.perf_counter()
     output_dir = Path(config.output_dir)
     texts = load_texts(config)
@@ -167,7 +184,7 @@ def train_language_model(
                                                lowercase=settings.lowercase, min_frequency=settings.min_frequency)
     streams = {name: encode_stream(tokenizer, text) for name, text in texts.items()}
     torch.manual_seed(config.training.seed)
-    model = DecoderLM(config.model_config(vocab_size=tokenizer.vocab_size, pad_id=tokenizer.pad_id))
+    model = build_language_model(config.model_config(vocab_size=tokenizer.vocab_size, pad_id=tokenizer.pad_id))
     length, batch_size = model.config.max_length, config.training.batch_size
     train = streams["train"]
     log(f"model: {sum(p.numel() for p in model.parameters()):,} parameters; {tokenizer.vocab_size:,} tokens; "

@@ -20,14 +20,18 @@ from multihead.data import BucketBatchSampler, Example, ReadReport, multi30k, pa
 from multihead.data.splits import split_by_fraction
 from multihead.experiment import ExperimentConfig
 from multihead.model_dir import write_model_files
-from multihead.models import EncoderDecoder
+from multihead.models import EncoderDecoder, TransformerConfig
+from multihead.models.rnn_seq2seq import RNNEncoderDecoder, RNNSeq2SeqConfig
 from multihead.tokenizers import Tokenizer
 from multihead.training import TrainData, Trainer
 
-__all__ = ["PairExamples", "Seq2SeqResult", "Seq2SeqTask", "encode_pairs", "load_pairs", "train_seq2seq"]
+__all__ = ["SEQ2SEQ_ARCHITECTURES", "PairExamples", "Seq2SeqResult", "Seq2SeqTask", "build_seq2seq_model",
+           "encode_pairs", "load_pairs", "train_seq2seq"]
 
 Batch = dict[str, Tensor]
 IGNORE = -100  # target positions that carry no loss (padding)
+SEQ2SEQ_ARCHITECTURES = ("transformer", "rnn-attention")
+"""``model.architecture`` values a sequence-to-sequence task trains."""
 
 
 @dataclass
@@ -171,10 +175,24 @@ def build_tokenizers(config: ExperimentConfig, pairs: Sequence[Example]) -> tupl
     return train(sources), train(targets)
 
 
+def build_seq2seq_model(model_config: TransformerConfig | RNNSeq2SeqConfig) -> EncoderDecoder | RNNEncoderDecoder:
+    """An ``EncoderDecoder`` for a ``TransformerConfig``, an ``RNNEncoderDecoder`` for an ``RNNSeq2SeqConfig``."""
+    if isinstance(model_config, RNNSeq2SeqConfig):
+        return RNNEncoderDecoder(model_config)
+    if isinstance(model_config, TransformerConfig):
+        return EncoderDecoder(model_config)
+    raise ValueError(f"a {type(model_config).__name__} does not describe a sequence-to-sequence model; "
+                     f"model.architecture must be one of {SEQ2SEQ_ARCHITECTURES}")
+
+
 def train_seq2seq(
     config: ExperimentConfig, *, resume: bool = False, log: Callable[[str], None] = print
 ) -> Seq2SeqResult:
-    """Train an ``EncoderDecoder`` on ``train`` pairs, keep the step with the best validation loss in ``best/``."""
+    """Train an ``EncoderDecoder`` (or, with ``model.architecture: rnn-attention``, an ``RNNEncoderDecoder``) on
+    ``train`` pairs, keep the step with the best validation loss in ``best/``."""
+    if config.architecture not in SEQ2SEQ_ARCHITECTURES:
+        raise ValueError(f"model.architecture {config.architecture!r} cannot be trained for {config.task}; "
+                         f"expected one of {SEQ2SEQ_ARCHITECTURES}")
     started = time.perf_counter()
     output_dir = Path(config.output_dir)
     report = ReadReport()
@@ -201,7 +219,7 @@ def train_seq2seq(
     model_config = config.model_config(vocab_size=source_tokenizer.vocab_size, pad_id=pad_id)
     if not shared:
         model_config = replace(model_config, target_vocab_size=target_tokenizer.vocab_size)
-    model = EncoderDecoder(model_config)
+    model = build_seq2seq_model(model_config)
     log(f"model: {sum(p.numel() for p in model.parameters()):,} parameters; vocabulary "
         + (f"{source_tokenizer.vocab_size:,} shared" if shared
            else f"{source_tokenizer.vocab_size:,} source, {target_tokenizer.vocab_size:,} target"))

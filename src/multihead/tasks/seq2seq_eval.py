@@ -12,8 +12,10 @@ import torch
 
 from multihead.experiment import recorded_split
 from multihead.generation import GenerationConfig, generate, stream
+from multihead.generation.state import ENCODER_DECODERS
 from multihead.model_dir import load_model_dir
 from multihead.models import EncoderDecoder
+from multihead.models.rnn_seq2seq import RNNEncoderDecoder
 from multihead.tokenizers import Tokenizer
 
 __all__ = ["Seq2SeqModel", "evaluate_seq2seq", "load_seq2seq"]
@@ -25,16 +27,18 @@ DEFAULT_DECODING = {"num_beams": 4, "length_penalty": 1.0}
 
 @dataclass
 class Seq2SeqModel:
-    """A loaded ``EncoderDecoder`` with its tokenizers and the experiment it was trained by."""
+    """A loaded ``EncoderDecoder`` (or ``RNNEncoderDecoder``) with its tokenizers and the experiment it was
+    trained by."""
 
-    model: EncoderDecoder
+    model: EncoderDecoder | RNNEncoderDecoder
     source_tokenizer: Tokenizer
     target_tokenizer: Tokenizer
     config: dict[str, Any]
 
     @property
     def max_source_length(self) -> int:
-        return int(self.config.get("experiment", {}).get("data", {}).get("max_length", self.model.config.max_length))
+        data = self.config.get("experiment", {}).get("data", {})
+        return int(data["max_length"] if "max_length" in data else getattr(self.model.config, "max_length", 128))
 
     @property
     def max_target_length(self) -> int:
@@ -75,7 +79,7 @@ class Seq2SeqModel:
 def load_seq2seq(model_dir: str | Path) -> Seq2SeqModel:
     """Load a model directory written by ``train_seq2seq`` (or any ``EncoderDecoder`` with a tokenizer)."""
     loaded = load_model_dir(model_dir)
-    if not isinstance(loaded.model, EncoderDecoder):
+    if not isinstance(loaded.model, ENCODER_DECODERS):
         raise ValueError(f"{model_dir}: holds a {type(loaded.model).__name__}, expected an EncoderDecoder "
                          "(a translation or summarisation model)")
     if loaded.tokenizer is None:

@@ -13,8 +13,10 @@ import torch
 
 from multihead.experiment import recorded_split
 from multihead.generation import GenerationConfig, generate, stream
+from multihead.generation.state import LANGUAGE_MODELS
 from multihead.model_dir import load_model_dir
 from multihead.models import DecoderLM
+from multihead.models.rnn_lm import LSTMLanguageModel
 from multihead.tokenizers import Tokenizer
 
 __all__ = ["TextGenerator", "evaluate_language_model", "load_text_generator"]
@@ -22,9 +24,9 @@ __all__ = ["TextGenerator", "evaluate_language_model", "load_text_generator"]
 
 @dataclass
 class TextGenerator:
-    """A loaded ``DecoderLM`` and its tokenizer."""
+    """A loaded ``DecoderLM`` (or ``LSTMLanguageModel``) and its tokenizer."""
 
-    model: DecoderLM
+    model: DecoderLM | LSTMLanguageModel
     tokenizer: Tokenizer
     config: dict[str, Any]
 
@@ -67,7 +69,7 @@ class TextGenerator:
     def _needs_windows(self, ids: list[int], config: GenerationConfig) -> bool:
         """Learned positions end at ``max_length``: longer outputs are written window by window."""
         model = self.model.config
-        if model.positions != "learned" or len(ids) + config.max_new_tokens <= model.max_length:
+        if getattr(model, "positions", None) != "learned" or len(ids) + config.max_new_tokens <= model.max_length:
             return False
         if config.num_beams != 1 or config.num_return_sequences != 1:
             raise ValueError(f"{len(ids)} prompt tokens + max_new_tokens {config.max_new_tokens} exceed the model's "
@@ -108,7 +110,7 @@ class TextGenerator:
 def load_text_generator(model_dir: str | Path) -> TextGenerator:
     """Load a model directory holding a ``DecoderLM`` and its ``tokenizer.json``."""
     loaded = load_model_dir(model_dir)
-    if not isinstance(loaded.model, DecoderLM):
+    if not isinstance(loaded.model, LANGUAGE_MODELS):
         raise ValueError(f"{model_dir}: holds a {type(loaded.model).__name__}, expected a DecoderLM (a language model)")
     if loaded.tokenizer is None:
         raise ValueError(f"{model_dir}: no tokenizer.json; expected the tokenizer the model was trained with")
