@@ -37,12 +37,14 @@ TASKS = ("classification", "translation", "abstractive-summarization", "extracti
 BUILTIN_DATASETS = ("sentence-polarity", "bbc-news-topics", "multi30k", "tinyshakespeare", "bbc-news-summary")
 
 
-MODEL_EXTRAS = ("architecture", "preset", "pooling", "shared_vocabulary", "init_from")
+MODEL_EXTRAS = ("architecture", "preset", "pooling", "shared_vocabulary", "init_from", "ensemble")
 """Keys of the ``model`` section that are not config fields: ``architecture`` (``transformer``, the default, or
 a baseline of :data:`multihead.models.architectures.ARCHITECTURES`, whose config fields the section then
 holds), the preset to start from, the
 classifier's pooling, whether a sequence-to-sequence model shares one vocabulary between its sides, and
-``init_from``: a pretrained Hugging Face or multihead directory (or ``package:NAME``, a model shipped in an
+``ensemble``: for a Transformer classifier, how many copies to train (seeds ``training.seed``, ``+ 1``, ...)
+and save as one ensemble that averages their probabilities (default 1); ``init_from``: a pretrained Hugging
+Face or multihead directory (or ``package:NAME``, a model shipped in an
 installed Python package) whose encoder and tokenizer a classifier starts from; the preset and the
 architecture then come from it, and only dropout rates and ``pooler`` may be set."""
 
@@ -56,6 +58,7 @@ class DataConfig:
         train, validation, test: files or folders (TSV, CSV, JSONL, text lines, or one sub-folder per class).
         text_field, label_field: column names (TSV/CSV) or keys (JSONL).
         validation_fraction: held out from ``train`` (stratified, seeded) when no validation file is given.
+        split_seed: seed of that held-out split (default ``training.seed``; an ensemble's members keep one split).
         skip_bad_rows: skip and count malformed rows instead of stopping at the first.
         max_length: tokens per example after truncation (special tokens included).
         encoding: text encoding of the files.
@@ -74,6 +77,7 @@ class DataConfig:
     text_field: str = "text"
     label_field: str = "label"
     validation_fraction: float = 0.1
+    split_seed: int | None = None
     skip_bad_rows: bool = False
     max_length: int = 128
     encoding: str = "utf-8"
@@ -257,6 +261,12 @@ def build_experiment(values: dict[str, Any], *, base_dir: Path | None = None) ->
     hints = typing.get_type_hints(config_class)
     model = {key: _coerce(value, hints[key], f"model.{key}") if key in model_fields else value
              for key, value in model.items()}
+    ensemble = model.get("ensemble", 1)
+    if not isinstance(ensemble, int) or isinstance(ensemble, bool) or ensemble < 1:
+        raise ValueError(f"model.ensemble must be a whole number >= 1, got {ensemble!r}")
+    if ensemble > 1 and (values.get("task", "classification") != "classification"
+                         or model.get("architecture", "transformer") != "transformer"):
+        raise ValueError("model.ensemble > 1 is for Transformer classifiers (task: classification)")
     if "init_from" in model and not (isinstance(model["init_from"], str) and model["init_from"]):
         raise ValueError(f"model.init_from must be a directory or package:NAME, got {model['init_from']!r}")
     if base_dir is not None:

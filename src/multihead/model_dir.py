@@ -24,6 +24,7 @@ from multihead.models import (
     TokenClassifier,
     TransformerConfig,
 )
+from multihead.models.ensemble import ClassifierEnsemble
 from multihead.models.masked_lm import MaskedLM
 from multihead.models.rnn_classifier import BiLSTMClassifier
 from multihead.models.rnn_lm import LSTMLanguageModel
@@ -83,6 +84,7 @@ _BUILDERS: dict[str, type[nn.Module]] = {
     "LSTMLanguageModel": LSTMLanguageModel,
     "TextCNN": TextCNN,
     "BiLSTMClassifier": BiLSTMClassifier,
+    "ClassifierEnsemble": ClassifierEnsemble,
 }
 """Architecture name in ``config.json`` -> model class. A class with a ``config_class`` attribute is rebuilt from
 that config class (baselines); the others from ``TransformerConfig``. Baselines also define

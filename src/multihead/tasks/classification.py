@@ -128,6 +128,7 @@ class ClassificationResult:
     test_report: dict[str, Any] | None
     seconds: float
     skipped_rows: int
+    interrupted: bool = False
 
 
 def load_splits(config: ExperimentConfig, *, report: ReadReport | None = None) -> dict[str, list[Example]]:
@@ -157,7 +158,7 @@ def load_splits(config: ExperimentConfig, *, report: ReadReport | None = None) -
         train = splits["train"]
         kept, held_out = stratified_split(train, labels=[e.label or "" for e in train],
                                           fractions=[1 - data.validation_fraction, data.validation_fraction],
-                                          seed=config.training.seed)
+                                          seed=config.training.seed if data.split_seed is None else data.split_seed)
         splits["train"], splits["validation"] = kept, held_out
     if data.test:
         splits["test"] = read(data.test)
@@ -227,9 +228,17 @@ def build_classifier(config: ExperimentConfig, *, vocab_size: int, pad_id: int |
 
 
 def train_classifier(
-    config: ExperimentConfig, *, resume: bool = False, log: Callable[[str], None] = print
+    config: ExperimentConfig, *, resume: bool = False, log: Callable[[str], None] = print, report_test: bool = True
 ) -> ClassificationResult:
-    """Train on ``train``, pick the best step on ``validation``, report ``test`` once, save ``best/``."""
+    """Train on ``train``, pick the best step on ``validation``, report ``test`` once, save ``best/``.
+
+    With ``model.ensemble`` > 1, trains that many classifiers (seeds ``seed``, ``seed + 1``, ...) and saves
+    their ensemble (:func:`multihead.tasks.ensemble.train_ensemble`). ``report_test=False`` leaves the test
+    split alone (an ensemble's members)."""
+    if config.model.get("ensemble", 1) > 1:
+        from multihead.tasks.ensemble import train_ensemble
+
+        return train_ensemble(config, resume=resume, log=log)
     started = time.perf_counter()
     output_dir = Path(config.output_dir)
     report = ReadReport()
@@ -282,12 +291,13 @@ def train_classifier(
     )
     result = trainer.fit(resume=resume)
     test_report = None
-    if "test" in encoded and not result.interrupted:
+    if "test" in encoded and report_test and not result.interrupted:
         test_report = evaluate_encoded(output_dir / "best", encoded["test"], batch_size=2 * batch_size)
         write_json_atomic(output_dir / "test_metrics.json", test_report)
     return ClassificationResult(output_dir=output_dir, best_validation=result.best_metric,
                                 best_step=result.best_step, test_report=test_report,
-                                seconds=time.perf_counter() - started, skipped_rows=report.skipped)
+                                seconds=time.perf_counter() - started, skipped_rows=report.skipped,
+                                interrupted=result.interrupted)
 
 
 def evaluate_encoded(model_dir: Path, examples: EncodedExamples, *, batch_size: int = 64) -> dict[str, Any]:
