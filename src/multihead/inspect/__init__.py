@@ -6,20 +6,36 @@ with capture_attention(model, layers=[0]) as captured:
     model(ids)
 weights = captured.weights(Site("encoder", 0, "self"))  # (B, H, T, T)
 ```
+
+The pictures (``multihead.inspect.pictures``) need matplotlib; everything else needs only torch.
 """
 
 from multihead.inspect.capture import AttentionCapture, Site, attention_sites, capture_attention
 from multihead.inspect.decoding import DecodedAttention, generate_with_attention, teacher_forced_attention
+from multihead.inspect.html_view import AttentionView, view_data
 from multihead.inspect.maps import AttentionMaps, maps_from_capture
+from multihead.inspect.rollout import attention_flow, attention_rollout, max_flow, residual_attention
+from multihead.inspect.statistics import HeadStatistics, head_statistics
+from multihead.inspect.texts import attention_for_text, display_tokens
 
 __all__ = [
     "AttentionCapture",
     "AttentionMaps",
+    "AttentionView",
     "DecodedAttention",
+    "HeadStatistics",
     "Site",
+    "attention_flow",
+    "attention_for_text",
+    "attention_rollout",
     "attention_sites",
     "capture_attention",
+    "display_tokens",
     "generate_with_attention",
+    "head_statistics",
     "maps_from_capture",
+    "max_flow",
+    "residual_attention",
     "teacher_forced_attention",
+    "view_data",
 ]

@@ -67,7 +67,8 @@ class AttentionMaps:
 
     def groups(self) -> list[tuple[str, str]]:
         """``(stack, kind)`` pairs present, encoder first, self before cross."""
-        return sorted({(site.stack, site.kind) for site in self.weights}, key=lambda pair: (pair[0], pair[1] != "self"))
+        return sorted({(site.stack, site.kind) for site in self.weights},
+                      key=lambda pair: (pair[0] != "encoder", pair[0], pair[1] != "self"))
 
     def _key_stack(self, site: Site) -> str:
         return key_stack(site, self.tokens)
