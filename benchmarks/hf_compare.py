@@ -1,4 +1,4 @@
-"""Our models against Hugging Face ``transformers`` with identical weights, side by side in one run, CPU, fp32.
+"""Our models against Hugging Face ``transformers`` with identical weights, side by side in one run, CPU, fp32 or bf16.
 
 Run: ``python benchmarks/hf_compare.py`` (``--quick`` for a seconds-long smoke run with tiny models).
 
@@ -13,9 +13,10 @@ Run: ``python benchmarks/hf_compare.py`` (``--quick`` for a seconds-long smoke r
 
 Our models are loaded from the Hugging Face models' own state dicts through ``multihead.interop``, so
 both sides hold the same weights; the outputs are compared too ("same" column). Every number is the
-median of ``--repeats`` timed runs after a warm-up run. ``--threads`` (default 1) sets torch's
-intra-op threads; one thread avoids the stalls of an oversubscribed pool on a shared machine.
-``torch.compile`` is not used on either side.
+median of ``--repeats`` timed runs after a warm-up run, ours and theirs interleaved. ``--threads``
+(default 1) sets torch's intra-op threads; one thread avoids the stalls of an oversubscribed pool on a shared machine.
+``--dtype bf16`` casts both sides' weights to bfloat16 (same precision on both sides; outputs then agree
+only to bf16 accuracy). ``torch.compile`` is not used on either side.
 """
 
 from __future__ import annotations
@@ -63,7 +64,7 @@ QUICK = {
 }
 
 
-def machine(threads: int) -> str:
+def machine(threads: int, dtype: torch.dtype) -> str:
     """The CPU, core count and library versions, for the header."""
     cpu = platform.processor() or platform.machine()
     try:
@@ -74,18 +75,21 @@ def machine(threads: int) -> str:
     import transformers
 
     return (f"machine: {cpu}, {os.cpu_count()} cores; {platform.system()}; torch {torch.__version__}, "
-            f"transformers {transformers.__version__}; {threads} threads; fp32")
+            f"transformers {transformers.__version__}; {threads} threads; "
+            f"both sides in {str(dtype).removeprefix('torch.')}")
 
 
-def median_seconds(run: Callable[[], object], repeats: int) -> float:
-    """Median wall time of ``repeats`` calls of ``run`` after one warm-up call."""
-    run()
-    times = []
+def paired_seconds(ours: Callable[[], object], theirs: Callable[[], object], repeats: int) -> tuple[float, float]:
+    """Median wall times of ``repeats`` calls of each, after one warm-up call each, interleaved (ours, theirs,
+    ours, ...) so that both sides meet the same load on a shared machine."""
+    ours(), theirs()
+    times: tuple[list[float], list[float]] = ([], [])
     for _ in range(repeats):
-        started = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - started)
-    return statistics.median(times)
+        for run, kept in ((ours, times[0]), (theirs, times[1])):
+            started = time.perf_counter()
+            run()
+            kept.append(time.perf_counter() - started)
+    return statistics.median(times[0]), statistics.median(times[1])
 
 
 def row(label: str, ours: float, theirs: float, same: object = "") -> str:
@@ -108,8 +112,9 @@ def encoder_models(sizes: dict[str, Any], quick: bool) -> tuple[nn.Module, nn.Mo
     return ours.eval(), theirs, "random BERT of MiniLM's shape" if not quick else "tiny random BERT"
 
 
-def bench_encoder(sizes: dict[str, Any], repeats: int, quick: bool) -> list[dict[str, float]]:
+def bench_encoder(sizes: dict[str, Any], repeats: int, quick: bool, dtype: torch.dtype) -> list[dict[str, float]]:
     ours, theirs, name = encoder_models(sizes, quick)
+    ours, theirs = ours.to(dtype), theirs.to(dtype)
     batch, length = sizes["encoder_batch"], sizes["encoder_length"]
     vocab = ours.config.vocab_size
     generator = torch.Generator().manual_seed(0)
@@ -126,22 +131,23 @@ def bench_encoder(sizes: dict[str, Any], repeats: int, quick: bool) -> list[dict
         with torch.inference_mode():
             ours_out = ours(rows, mask=mask)
             theirs_out = theirs(input_ids=rows, attention_mask=mask.long()).last_hidden_state
-            difference = float(((ours_out - theirs_out) * mask[..., None]).abs().max())
-            ours_s = median_seconds(lambda rows=rows, mask=mask: ours(rows, mask=mask), repeats)
-            theirs_s = median_seconds(lambda rows=rows, mask=mask: theirs(input_ids=rows, attention_mask=mask.long()),
-                                      repeats)
+            difference = float(((ours_out.float() - theirs_out.float()) * mask[..., None]).abs().max())
+            ours_s, theirs_s = paired_seconds(
+                lambda rows=rows, mask=mask: ours(rows, mask=mask),
+                lambda rows=rows, mask=mask: theirs(input_ids=rows, attention_mask=mask.long()), repeats)
         print(row(label, batch / ours_s, batch / theirs_s, f"{difference:.1e}"))
         results.append({"ours": batch / ours_s, "theirs": batch / theirs_s})
     return results
 
 
-def bench_lm(sizes: dict[str, Any], repeats: int) -> list[dict[str, float]]:
+def bench_lm(sizes: dict[str, Any], repeats: int, dtype: torch.dtype) -> list[dict[str, float]]:
     import transformers
 
     torch.manual_seed(0)
     theirs = transformers.GPT2LMHeadModel(transformers.GPT2Config(**sizes["gpt2"], bos_token_id=None,
                                                                   eos_token_id=None, pad_token_id=0)).eval()
     ours, _ = load_gpt2(theirs.config.to_dict(), theirs.state_dict(), origin="GPT2LMHeadModel in memory")
+    ours, theirs = ours.to(dtype), theirs.to(dtype)
     new_tokens, vocab = sizes["new_tokens"], sizes["gpt2"]["vocab_size"]
     config = GenerationConfig(max_new_tokens=new_tokens, pad_id=0)
     print(f"\nGPT-2 ({sum(p.numel() for p in ours.parameters()) / 1e6:.1f}M parameters, random weights), greedy, "
@@ -160,20 +166,21 @@ def bench_lm(sizes: dict[str, Any], repeats: int) -> list[dict[str, float]]:
             return [hypotheses[0].tokens for hypotheses in generate(ours, prompts.tolist(), config)]
 
         same = run_ours() == run_theirs()[:, prompts.shape[1]:].tolist()
-        ours_s, theirs_s = median_seconds(run_ours, repeats), median_seconds(run_theirs, repeats)
+        ours_s, theirs_s = paired_seconds(run_ours, run_theirs, repeats)
         tokens = batch * new_tokens
         print(row(str(batch), tokens / ours_s, tokens / theirs_s, "yes" if same else "no"))
         results.append({"batch": batch, "ours": tokens / ours_s, "theirs": tokens / theirs_s, "same": same})
     return results
 
 
-def bench_translation(sizes: dict[str, Any], repeats: int) -> dict[str, float]:
+def bench_translation(sizes: dict[str, Any], repeats: int, dtype: torch.dtype) -> dict[str, float]:
     import transformers
 
     torch.manual_seed(0)
     values = {**sizes["marian"], "eos_token_id": None, "forced_eos_token_id": None}  # eos off: fixed lengths
     theirs = transformers.MarianMTModel(transformers.MarianConfig(**values)).eval()
     ours, _ = load_marian(theirs.config.to_dict(), theirs.state_dict(), origin="MarianMTModel in memory")
+    ours, theirs = ours.to(dtype), theirs.to(dtype)
     pad, new_tokens, beams = values["pad_token_id"], sizes["translation_tokens"], sizes["beams"]
     generator = torch.Generator().manual_seed(2)
     low, high = sizes["source_lengths"]
@@ -194,7 +201,7 @@ def bench_translation(sizes: dict[str, Any], repeats: int) -> dict[str, float]:
         return [hypotheses[0].tokens for hypotheses in generate(ours, sources, config, batch_size=len(sources))]
 
     same = run_ours() == run_theirs()[:, 1:].tolist()
-    ours_s, theirs_s = median_seconds(run_ours, repeats), median_seconds(run_theirs, repeats)
+    ours_s, theirs_s = paired_seconds(run_ours, run_theirs, repeats)
     count = len(sources)
     print(f"\nMarian-sized translation ({sum(p.numel() for p in ours.parameters()) / 1e6:.1f}M parameters, random "
           f"weights), beam {beams}, {count} sources of {low}-{high} tokens, {new_tokens} new tokens: sentences/s")
@@ -208,6 +215,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--quick", action="store_true", help="tiny models, one timed run: a smoke run, not a measure")
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (default 1)")
     parser.add_argument("--repeats", type=int, help="timed runs per number (default 3; 1 with --quick)")
+    parser.add_argument("--dtype", choices=["fp32", "bf16"], default="fp32",
+                        help="weights and activations of both sides (default fp32; bf16 uses AVX512-BF16/AMX)")
     parser.add_argument("--only", choices=["encoder", "lm", "translation"], action="append",
                         help="run only these parts (repeatable)")
     args = parser.parse_args(argv)
@@ -217,14 +226,15 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     sizes = QUICK if args.quick else FULL
     repeats = args.repeats or (1 if args.quick else 3)
     parts = args.only or ["encoder", "lm", "translation"]
-    print(machine(args.threads))
+    dtype = {"fp32": torch.float32, "bf16": torch.bfloat16}[args.dtype]
+    print(machine(args.threads, dtype))
     results: dict[str, Any] = {}
     if "encoder" in parts:
-        results["encoder"] = bench_encoder(sizes, repeats, args.quick)
+        results["encoder"] = bench_encoder(sizes, repeats, args.quick, dtype)
     if "lm" in parts:
-        results["lm"] = bench_lm(sizes, repeats)
+        results["lm"] = bench_lm(sizes, repeats, dtype)
     if "translation" in parts:
-        results["translation"] = bench_translation(sizes, repeats)
+        results["translation"] = bench_translation(sizes, repeats, dtype)
     print("\ngoals: encoder >= 1.2x, GPT-2 greedy >= 2x at batch 1, beam-4 translation >= 1.5x")
     return results
 

@@ -71,7 +71,7 @@ def _write_split(path: Path, rows: int, seed: int) -> None:
     lines = ["text\tlabel"]
     for _ in range(rows):
         label = rng.choice(["pos", "neg"])
-        words = rng.choices(filler, k=rng.randint(3, 8)) + [rng.choice(good if label == "pos" else bad)]
+        words = [*rng.choices(filler, k=rng.randint(3, 8)), rng.choice(good if label == "pos" else bad)]
         rng.shuffle(words)
         lines.append(f"{' '.join(words)}\t{label}")
     path.write_text("\n".join(lines) + "\n")

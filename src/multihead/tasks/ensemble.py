@@ -79,7 +79,7 @@ def train_ensemble(config: ExperimentConfig, *, resume: bool = False,
     member_dirs = [Path(member_config(config, i).output_dir) / "best" for i in range(size)]
     members = [load_model_dir(directory) for directory in member_dirs]
     first = members[0]
-    for index, (loaded, directory) in enumerate(zip(members, member_dirs, strict=True)):
+    for loaded, directory in zip(members, member_dirs, strict=True):
         same_tokenizer = (directory / "tokenizer.json").read_bytes() == (member_dirs[0] / "tokenizer.json").read_bytes()
         if not same_tokenizer or loaded.labels.names != first.labels.names:
             raise ValueError(f"{directory}: another tokenizer or label set than {member_dirs[0]}")
