@@ -105,7 +105,8 @@ def test_members_equal_single_runs_and_the_ensemble_is_saved_and_reported(tmp_pa
     saved = json.loads((best / "config.json").read_text())
     assert saved["architecture"] == "ClassifierEnsemble" and len(saved["ensemble"]["members"]) == 2
     assert result.test_report is not None and result.test_report["examples"] == 40
-    assert json.loads((tmp_path / "ens" / "test_metrics.json").read_text())["accuracy"] == result.test_report["accuracy"]
+    saved_test = json.loads((tmp_path / "ens" / "test_metrics.json").read_text())
+    assert saved_test["accuracy"] == result.test_report["accuracy"]
     predictions = predict(best, ["a superb film", "a dull plot"])
     assert all(abs(sum(p.probabilities.values()) - 1.0) < 1e-5 for p in predictions)
 
