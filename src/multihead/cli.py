@@ -11,6 +11,7 @@ from typing import Any
 import multihead
 from multihead.cli_generate import add_generation_commands
 from multihead.cli_heads import add_heads_commands
+from multihead.cli_inspect import add_inspect_commands
 from multihead.cli_interop import add_interop_commands
 
 __all__ = ["build_parser", "main"]
@@ -218,6 +219,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_generation_commands(commands)
     add_interop_commands(commands)
+    add_inspect_commands(commands)
     add_heads_commands(commands)
 
     tokenizer = commands.add_parser("tokenizer", help="tokenizer tools")
