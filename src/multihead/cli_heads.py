@@ -12,6 +12,7 @@ __all__ = ["add_heads_commands"]
 
 def _heads(args: argparse.Namespace) -> int:
     from multihead.inspect.importance import head_importance
+    from multihead.inspect.pruning import largest_within
     from multihead.inspect.pruning_report import (
         load_head_study,
         prune_and_save,
@@ -20,6 +21,8 @@ def _heads(args: argparse.Namespace) -> int:
         write_importance,
     )
 
+    if args.prune is not None and args.max_drop is not None:
+        raise ValueError("give --prune FRACTION or --max-drop POINTS, not both")
     if args.prune is not None and not 0.0 <= args.prune <= 1.0:
         raise ValueError(f"--prune must be a fraction of the heads in [0, 1], got {args.prune}")
     if not 0.0 < args.step <= 1.0:
@@ -34,10 +37,18 @@ def _heads(args: argparse.Namespace) -> int:
     write_importance(head_importance(study.model, study.batches(splits[0]), study.loss), study.model, out,
                      title=title)
     print(f"head importance: {out / 'importance.md'} and importance.png")
-    steps = study_curve(study, step=args.step, recompute=not args.no_recompute, log=print)
+    if not 0.0 <= args.up_to <= 1.0:
+        raise ValueError(f"--up-to must be in [0, 1], got {args.up_to}")
+    steps = study_curve(study, step=args.step, recompute=not args.no_recompute, up_to=args.up_to, log=print)
     write_curve(steps, out, metric=study.metric,
                 title=f"{title}, {'recomputed each step' if not args.no_recompute else 'ranked once'}")
     print(f"pruning curve: {out / 'curve.md'} and curve.png")
+    if args.max_drop is not None:
+        scale = 100.0 if study.metric == "accuracy" else 1.0  # points: accuracy in percent, BLEU as it is
+        chosen = largest_within(steps, f"{splits[0]}_{study.metric}", args.max_drop, scale=scale)
+        args.prune = chosen.fraction
+        print(f"{chosen.pruned} of {steps[-1].pruned} heads go before {splits[0]} {study.metric} falls by more than "
+              f"{args.max_drop:g} points")
     if args.prune is not None:
         summary = prune_and_save(study, steps, args.prune, out, speed_rounds=args.speed_rounds)
         scores = "; ".join(f"{split} " + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items())
@@ -65,7 +76,12 @@ def add_heads_commands(commands: Any) -> None:
     heads.add_argument("--references", help="reference translations, line-aligned with DATA")
     heads.add_argument("--prune", type=float, metavar="FRACTION",
                        help="save the model with this share of heads removed (the curve's choice) to OUT/pruned")
+    heads.add_argument("--max-drop", type=float, metavar="POINTS",
+                       help="instead of --prune: prune as far as the curve goes before the first split's metric "
+                       "falls by more than POINTS (accuracy in percentage points, BLEU points)")
     heads.add_argument("--step", type=float, default=0.1, help="share of all heads removed per step (default 0.1)")
+    heads.add_argument("--up-to", type=float, default=1.0, metavar="FRACTION",
+                       help="end the curve at this share of the heads (default 1: prune them all)")
     heads.add_argument("--no-recompute", action="store_true",
                        help="rank heads once on the full model (default: recompute importance after each step)")
     heads.add_argument("--num-beams", type=int, default=1, help="beam size for translation (default 1: greedy)")

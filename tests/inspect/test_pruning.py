@@ -14,7 +14,14 @@ from multihead import DecoderLM, EncoderDecoder, SequenceClassifier, Transformer
 from multihead.data import pad_batch
 from multihead.generation import GenerationConfig, generate
 from multihead.inspect.importance import attention_modules, head_masks
-from multihead.inspect.pruning import heads_to_prune, masks_without, prune_heads, pruning_curve
+from multihead.inspect.pruning import (
+    PruningStep,
+    heads_to_prune,
+    largest_within,
+    masks_without,
+    prune_heads,
+    pruning_curve,
+)
 from multihead.model_dir import load_model_dir, save_model_dir
 
 ATOL = 1e-6
@@ -225,4 +232,17 @@ def test_curve_prunes_lowest_importance_first_with_heads_masked() -> None:
     assert heads_to_prune(steps, 0.6) == removed_at_4
     once = pruning_curve(model, evaluate=evaluate, importance=importance, step=0.25, recompute=False)
     assert len(calls) == 5 and [s.removed for s in once] == [s.removed for s in steps]
+    short = pruning_curve(model, evaluate=evaluate, importance=importance, step=0.125, up_to=0.5)
+    assert [s.pruned for s in short] == [0, 1, 2, 3, 4] and short[-1].removed == removed_at_4
     assert all(module.head_mask is None for module in attention_modules(model).values())
+
+
+def test_largest_within_stops_at_the_first_larger_drop() -> None:
+    """The chosen step is the last before the metric first falls more than ``max_drop`` below the start,
+    even if a later step recovers."""
+    steps = [PruningStep(pruned=n, fraction=n / 4, removed={}, metrics={"validation_accuracy": a})
+             for n, a in enumerate([0.80, 0.795, 0.81, 0.785, 0.80])]
+    assert largest_within(steps, "validation_accuracy", 1.0, scale=100).pruned == 2
+    assert largest_within(steps, "validation_accuracy", 2.0, scale=100).pruned == 4
+    with pytest.raises(ValueError, match="no metric 'bleu'"):
+        largest_within(steps, "bleu", 1.0)

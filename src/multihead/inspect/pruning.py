@@ -17,7 +17,7 @@ from torch import Tensor, nn
 from multihead.inspect.importance import attention_modules, head_masks
 from multihead.models import TransformerConfig
 
-__all__ = ["PruningStep", "heads_to_prune", "masks_without", "prune_heads", "pruning_curve"]
+__all__ = ["PruningStep", "heads_to_prune", "largest_within", "masks_without", "prune_heads", "pruning_curve"]
 
 Removed = dict[str, tuple[int, ...]]
 
@@ -77,6 +77,7 @@ def pruning_curve(
     importance: Callable[[nn.Module, Mapping[str, Tensor]], Mapping[str, Tensor]],
     step: float = 0.1,
     recompute: bool = True,
+    up_to: float = 1.0,
     log: Callable[[str], None] | None = None,
 ) -> list[PruningStep]:
     """Prune heads iteratively, lowest importance first, and evaluate after each step (heads masked).
@@ -88,12 +89,14 @@ def pruning_curve(
         step: the share of all heads removed at each step (the last step removes every head).
         recompute: recompute importance with the removed heads masked before each step (the paper's
             code does); ``False`` ranks every head once, on the full model.
+        up_to: stop after this share of the heads (a fine ``step`` over the interesting part of the curve).
     """
-    if not 0.0 < step <= 1.0:
-        raise ValueError(f"step must be in (0, 1], got {step}")
+    if not 0.0 < step <= 1.0 or not 0.0 <= up_to <= 1.0:
+        raise ValueError(f"step must be in (0, 1] and up_to in [0, 1], got {step} and {up_to}")
     modules = attention_modules(model)
     total = sum(module.n_heads for module in modules.values())
     targets = sorted({min(total, round(total * step * k)) for k in range(int(1 / step + 1e-9) + 2)} | {total})
+    targets = [t for t in targets if t <= up_to * total + 1e-9]
     removed: dict[str, set[int]] = {name: set() for name in modules}
     steps: list[PruningStep] = []
     scores: Mapping[str, Tensor] | None = None
@@ -124,3 +127,17 @@ def heads_to_prune(steps: list[PruningStep], fraction: float) -> Removed:
     if not eligible:
         raise ValueError(f"no step of the curve prunes at most {fraction:.0%} of the heads")
     return max(eligible, key=lambda s: s.pruned).removed
+
+
+def largest_within(steps: list[PruningStep], key: str, max_drop: float, *, scale: float = 1.0) -> PruningStep:
+    """The last step before ``metrics[key] * scale`` first falls more than ``max_drop`` below the first step's
+    (e.g. ``scale=100`` for accuracy in points)."""
+    if not steps or key not in steps[0].metrics:
+        raise ValueError(f"the curve has no metric {key!r}; it has {sorted(steps[0].metrics) if steps else []}")
+    floor = steps[0].metrics[key] * scale - max_drop
+    chosen = steps[0]
+    for step in steps[1:]:
+        if step.metrics[key] * scale < floor - 1e-9:
+            break
+        chosen = step
+    return chosen

@@ -161,8 +161,8 @@ def _translation_study(model_dir: Path, splits: list[str], data: str | None, ref
                      loss=Seq2SeqTask().loss, evaluate=evaluate, run=run, save=save)
 
 
-def study_curve(study: HeadStudy, *, step: float, recompute: bool, log: Callable[[str], None] | None = None
-                ) -> list[PruningStep]:
+def study_curve(study: HeadStudy, *, step: float, recompute: bool, up_to: float = 1.0,
+                log: Callable[[str], None] | None = None) -> list[PruningStep]:
     """The pruning curve: importance and choices on ``splits[0]``, every split evaluated at each step."""
     choose = study.splits[0]
 
@@ -174,7 +174,7 @@ def study_curve(study: HeadStudy, *, step: float, recompute: bool, log: Callable
                 for name, value in study.evaluate(model, split).items()}
 
     return pruning_curve(study.model, evaluate=evaluate, importance=importance, step=step, recompute=recompute,
-                         log=log)
+                         up_to=up_to, log=log)
 
 
 def write_importance(scores: Mapping[str, Tensor], model: nn.Module, out: Path, *, title: str) -> None:
@@ -193,8 +193,11 @@ def write_importance(scores: Mapping[str, Tensor], model: nn.Module, out: Path, 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    kinds = sorted({name.split(".", 1)[0] + " " + name.rsplit(".", 1)[1].replace("_attn", "") for name in table})
-    figure, axes = plt.subplots(1, len(kinds), figsize=(3.2 * len(kinds), 3.0), squeeze=False)
+    order = ["encoder self", "decoder self", "decoder cross"]
+    kinds = [k for k in order if any(n.startswith(k.split()[0] + ".") and n.endswith(f".{k.split()[1]}_attn")
+                                     for n in table)]
+    figure, axes = plt.subplots(1, len(kinds), figsize=(3.2 * len(kinds) + 1.0, 3.0), squeeze=False,
+                                layout="constrained")
     for axis, kind in zip(axes[0], kinds, strict=True):
         stack, attention = kind.split()
         rows = [name for name in table if name.startswith(stack + ".") and name.endswith(f".{attention}_attn")]
@@ -206,7 +209,8 @@ def write_importance(scores: Mapping[str, Tensor], model: nn.Module, out: Path, 
         axis.set_xlabel("head")
         for y, row in enumerate(grid):
             for x, value in enumerate(row):
-                axis.text(x, y, f"{value:.2f}", ha="center", va="center", fontsize=7, color="white")
+                axis.text(x, y, "pruned" if value != value else f"{value:.2f}", ha="center", va="center",
+                          fontsize=7, color="white")
     figure.colorbar(image, ax=axes[0].tolist(), shrink=0.8, label="importance (L2-normalised per module)")
     figure.suptitle(title, fontsize=9)
     figure.savefig(out / "importance.png", dpi=120, bbox_inches="tight")
