@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import multihead
+from multihead.cli_compare import add_compare_commands
 from multihead.cli_generate import add_generation_commands
 from multihead.cli_heads import add_heads_commands
 from multihead.cli_inspect import add_inspect_commands
@@ -219,6 +220,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_generation_commands(commands)
     add_interop_commands(commands)
+    add_compare_commands(commands)
     add_inspect_commands(commands)
     add_heads_commands(commands)
 

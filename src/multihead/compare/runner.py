@@ -1,0 +1,117 @@
+"""``run_compare``: train each architecture of a comparison through the normal task function, score it, measure
+its speed and memory, and write the report.
+
+Quality: classification accuracy (validation at the best step; test once, by that step's model), translation
+BLEU and chrF (sacreBLEU, validation and test, decoded with the config's ``decoding`` options) and the
+language model's validation perplexity. Speed and memory are measured afterwards on fresh models of the same
+architectures and sizes (random weights: time and memory do not depend on the values), interleaved.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from multihead.compare.config import CompareConfig
+from multihead.compare.measure import Measured, TaskInputs, count_parameters, measure_models
+from multihead.experiment import ExperimentConfig
+
+__all__ = ["CompareResult", "fresh_copy", "run_compare"]
+
+CompareResult = dict[str, Any]
+
+
+def fresh_copy(model: nn.Module, *, max_length: int) -> nn.Module:
+    """A new, randomly initialised model of ``model``'s architecture and sizes, long enough for ``max_length``."""
+    from multihead.model_dir import _BUILDERS, architecture_of
+
+    name, arguments = architecture_of(model)
+    config = model.config
+    if hasattr(config, "max_length") and config.max_length < max_length:
+        config = replace(config, max_length=max_length)
+    return _BUILDERS[name](config, **arguments)
+
+
+def _train_task(experiment: ExperimentConfig, *, decoding: dict[str, Any], log: Callable[[str], None]
+                ) -> dict[str, Any]:
+    """Train one architecture; its quality figures and the best model directory."""
+    task = experiment.task
+    if task == "classification":
+        from multihead.tasks.classification import train_classifier
+
+        result = train_classifier(experiment, log=log)
+        test = result.test_report or {}
+        return {"best_step": result.best_step, "seconds": result.seconds, "metric": "accuracy",
+                "validation": {experiment.training.metric: result.best_validation},
+                "test": {key: test[key] for key in ("accuracy", "macro_f1") if key in test}}
+    if task == "translation":
+        from multihead.tasks.seq2seq import train_seq2seq
+        from multihead.tasks.seq2seq_eval import evaluate_seq2seq
+
+        result = train_seq2seq(experiment, log=log)
+        scores: dict[str, Any] = {"best_step": result.best_step, "seconds": result.seconds, "metric": "bleu",
+                                  "validation": {experiment.training.metric: result.best_validation}}
+        for split in ("validation", "test"):
+            report = evaluate_seq2seq(Path(experiment.output_dir) / "best", split=split, decoding=decoding)
+            scores.setdefault(split, {}).update(bleu=report["bleu"], chrf=report["chrf"],
+                                                decoding_seconds=report["seconds"])
+            scores["bleu_signature"] = report["bleu_signature"]
+        return scores
+    if task == "language-model":
+        from multihead.tasks.language_model import train_language_model
+
+        result = train_language_model(experiment, log=log)
+        loss = result.best_validation
+        return {"best_step": result.best_step, "seconds": result.seconds, "metric": "perplexity",
+                "validation": {"loss": loss, "perplexity": math.exp(loss) if loss is not None else None}}
+    raise ValueError(f"multihead compare handles classification, translation and language-model, not {task!r}")
+
+
+def _task_inputs(task: str, model: nn.Module) -> TaskInputs:
+    kind = "classification" if task in ("classification", "probe") else task
+    return TaskInputs(kind=kind, vocab_size=model.config.vocab_size, pad_id=model.config.pad_id)
+
+
+def run_compare(config: CompareConfig, *, log: Callable[[str], None] = print) -> CompareResult:
+    """Train, score and measure every architecture of ``config``; write ``report.md``, ``report.json`` and plots
+    to ``config.output_dir``; return the report's figures."""
+    from multihead.compare.report import write_report
+    from multihead.model_dir import load_model_dir
+
+    output_dir = Path(config.output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    quality: dict[str, dict[str, Any]] = {}
+    trained: dict[str, nn.Module] = {}
+    for label, experiment in config.experiments.items():
+        log(f"== {label}: training ({experiment.architecture})")
+        if config.probe is not None:
+            from multihead.compare.probe_run import train_probe
+
+            quality[label] = train_probe(experiment, config.probe, log=log)
+        else:
+            quality[label] = _train_task(experiment, decoding=config.decoding, log=log)
+        trained[label] = load_model_dir(Path(experiment.output_dir) / "best").model
+        quality[label]["parameters"] = count_parameters(trained[label])
+        quality[label]["architecture"] = experiment.architecture
+        (output_dir / "quality.json").write_text(json.dumps(quality, indent=2, default=str) + "\n")
+    measured: Measured | None = None
+    if config.measure is not None:
+        settings = config.measure
+        log(f"== measuring speed and memory ({settings.rounds} interleaved rounds, {settings.threads} thread(s))")
+        models = {label: (fresh_copy(model, max_length=max(*settings.lengths, settings.train_length)),
+                          _task_inputs(config.task, model)) for label, model in trained.items()}
+        train_batch = next(iter(config.experiments.values())).training.batch_size
+        measured = measure_models(models, lengths=settings.lengths, batch_size=settings.batch_size,
+                                  rounds=settings.rounds, train_batch=train_batch,
+                                  train_length=settings.train_length, threads=settings.threads, log=log)
+    result = write_report(config, quality=quality, measured=measured, seconds=time.perf_counter() - started)
+    log(f"wrote {output_dir / 'report.md'}")
+    return result
