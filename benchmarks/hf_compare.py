@@ -140,7 +140,8 @@ def bench_encoder(sizes: dict[str, Any], repeats: int, quick: bool, dtype: torch
     return results
 
 
-def bench_lm(sizes: dict[str, Any], repeats: int, dtype: torch.dtype) -> list[dict[str, float]]:
+def bench_lm(sizes: dict[str, Any], repeats: int, dtype: torch.dtype) -> tuple[list[dict[str, Any]], float]:
+    """Greedy decoding rows per batch size, and the seconds it takes to read every weight once."""
     import transformers
 
     torch.manual_seed(0)
@@ -170,7 +171,23 @@ def bench_lm(sizes: dict[str, Any], repeats: int, dtype: torch.dtype) -> list[di
         tokens = batch * new_tokens
         print(row(str(batch), tokens / ours_s, tokens / theirs_s, "yes" if same else "no"))
         results.append({"batch": batch, "ours": tokens / ours_s, "theirs": tokens / theirs_s, "same": same})
-    return results
+    read_s = weight_read_seconds(ours, repeats)
+    size = sum(p.numel() * p.element_size() for p in ours.parameters()) / 1e6
+    print(f"  memory floor: reading the {size:,.0f} MB of weights once takes {read_s * 1e3:.1f} ms, so one token a "
+          f"step at batch 1 cannot beat {1 / read_s:.1f} tokens/s on this machine")
+    return results, read_s
+
+
+def weight_read_seconds(model: nn.Module, repeats: int) -> float:
+    """Median time to read every weight once (a sum over each tensor): the floor of a batch-1 decoding step,
+    which multiplies one vector by every matrix."""
+    parameters = list(model.parameters())
+
+    def read() -> float:
+        with torch.inference_mode():
+            return float(sum(p.sum() for p in parameters))
+
+    return paired_seconds(read, lambda: None, repeats)[0]
 
 
 def bench_translation(sizes: dict[str, Any], repeats: int, dtype: torch.dtype) -> dict[str, float]:
@@ -232,7 +249,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     if "encoder" in parts:
         results["encoder"] = bench_encoder(sizes, repeats, args.quick, dtype)
     if "lm" in parts:
-        results["lm"] = bench_lm(sizes, repeats, dtype)
+        results["lm"], results["lm_weight_read_seconds"] = bench_lm(sizes, repeats, dtype)
     if "translation" in parts:
         results["translation"] = bench_translation(sizes, repeats, dtype)
     print("\ngoals: encoder >= 1.2x, GPT-2 greedy >= 2x at batch 1, beam-4 translation >= 1.5x")
