@@ -11,6 +11,7 @@ import torch
 from multihead import DecoderLM, EncoderDecoder, SequenceClassifier, TransformerConfig
 from multihead.cli import main
 from multihead.data import LabelVocab
+from multihead.inspect import attention_for_text
 from multihead.model_dir import save_model_dir
 from multihead.tokenizers import Tokenizer
 
@@ -81,10 +82,15 @@ def test_inspect_a_translation_model_during_generation_and_teacher_forced(tmp_pa
     assert during["tokens"]["encoder"] == ["a", "dog", "runs", "[EOS]"]
     assert [g["kind"] for g in during["statistics"]] == ["self", "self", "cross"]
     assert (tmp_path / "gen" / "alignment.png").is_file() and during["rollout"]["stack"] == "encoder"
-    rows = len(during["tokens"]["decoder"])  # a teacher-forced pass also has the row of an unfed last token
-    assert forced["tokens"]["decoder"][:rows] == during["tokens"]["decoder"]
-    if len(forced["tokens"]["decoder"]) == rows:
-        assert during["statistics"] == forced["statistics"]
+    rows = len(during["tokens"]["decoder"])  # this output ends at max_new_tokens: its last token is never fed,
+    assert forced["tokens"]["decoder"][:rows] == during["tokens"]["decoder"]  # a teacher-forced pass has its row
+    assert len(forced["tokens"]["decoder"]) == rows + 1
+    generated = attention_for_text(model_dir, "a dog runs", num_beams=2, max_new_tokens=6)
+    teacher = attention_for_text(model_dir, "a dog runs", num_beams=2, max_new_tokens=6, teacher_forced=True)
+    assert set(generated.weights) == set(teacher.weights)
+    for site, weights in generated.weights.items():
+        shared = teacher.weights[site][:, : weights.shape[1], : weights.shape[2]]
+        torch.testing.assert_close(weights, shared, rtol=1e-4, atol=1e-5, msg=site.name)
 
 
 def test_inspect_errors_name_the_problem(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
