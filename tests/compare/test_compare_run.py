@@ -105,3 +105,15 @@ def test_interleaved_medians_time_every_call_and_inputs_avoid_padding() -> None:
 
     ids = TaskInputs(kind="classification", vocab_size=3, pad_id=0).ids(4, 50, torch.Generator().manual_seed(0))
     assert not (ids == 0).any()
+
+
+def test_the_shipped_compare_recipes_load() -> None:
+    from multihead.compare import load_compare
+
+    recipes = sorted((Path(__file__).resolve().parents[2] / "configs").glob("compare-*.yaml"))
+    assert {path.name for path in recipes} >= {"compare-mr.yaml", "compare-multi30k.yaml"}
+    for path in recipes:
+        config = load_compare(path)
+        budgets = {(e.training.steps, e.training.batch_size, e.training.max_minutes, e.training.seed)
+                   for e in config.experiments.values()}
+        assert len(budgets) == 1, f"{path.name}: every architecture gets the same budget"
