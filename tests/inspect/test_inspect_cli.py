@@ -101,3 +101,15 @@ def test_inspect_errors_name_the_problem(tmp_path: Path, capsys: pytest.CaptureF
     assert "multihead inspect: error: layer 5 does not exist; expected 0..1" in capsys.readouterr().err
     assert main(["inspect", str(model_dir), "a dog", "--out", str(tmp_path / "y"), "--layers", "1", "--rollout"]) == 2
     assert "--rollout needs every layer and head" in capsys.readouterr().err
+
+
+def test_an_ensemble_points_to_its_members(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from multihead.models.ensemble import ClassifierEnsemble
+
+    tokenizer = _tokenizer()
+    ensemble = ClassifierEnsemble(_config(tokenizer), n_classes=2, size=2).eval()
+    model_dir = save_model_dir(tmp_path / "run" / "best", model=ensemble, tokenizer=tokenizer,
+                               labels=LabelVocab(["no", "yes"]))
+    assert main(["inspect", str(model_dir), "a dog", "--out", str(tmp_path / "x")]) == 2
+    error = capsys.readouterr().err
+    assert "an ensemble of classifiers" in error and str(tmp_path / "run" / "members" / "0" / "best") in error

@@ -37,6 +37,9 @@ def display_tokens(tokenizer: Tokenizer, ids: Iterable[int]) -> tuple[list[str],
     return tokens, special
 
 
+NO_MULTI_HEAD_ATTENTION = ("TextCNN", "BiLSTMClassifier", "RNNEncoderDecoder", "LSTMLanguageModel")
+
+
 def attention_for_text(
     model_dir: str | Path,
     text: str,
@@ -61,6 +64,11 @@ def attention_for_text(
     architecture = json.loads((Path(model_dir) / "config.json").read_text(encoding="utf-8")).get("architecture")
     options = {"layers": None if layers is None else list(layers), "heads": None if heads is None else list(heads),
                "kinds": tuple(kinds)}
+    if architecture == "ClassifierEnsemble":
+        member = Path(model_dir).parent / "members" / "0" / "best"
+        raise ValueError(f"{model_dir}: an ensemble of classifiers; inspect one of its members, e.g. {member}")
+    if architecture in NO_MULTI_HEAD_ATTENTION:
+        raise ValueError(f"{model_dir}: a {architecture} baseline has no multi-head attention to inspect")
     if architecture == "EncoderDecoder":
         return _seq2seq(model_dir, text, options, num_beams, max_new_tokens, teacher_forced)
     if architecture == "DecoderLM":
