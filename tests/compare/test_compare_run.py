@@ -117,3 +117,21 @@ def test_the_shipped_compare_recipes_load() -> None:
         budgets = {(e.training.steps, e.training.batch_size, e.training.max_minutes, e.training.seed)
                    for e in config.experiments.values()}
         assert len(budgets) == 1, f"{path.name}: every architecture gets the same budget"
+
+
+def test_fresh_copy_keeps_the_architecture_and_stretches_the_context() -> None:
+    import torch
+
+    from multihead.compare.runner import fresh_copy
+    from multihead.models import SequenceClassifier, TransformerConfig
+    from multihead.models.rnn_classifier import BiLSTMClassifier, BiLSTMConfig
+
+    short = SequenceClassifier(TransformerConfig.preset("tiny", vocab_size=20, pad_id=0, max_length=8,
+                                                        positions="learned"), n_classes=3, pooling="max")
+    copy = fresh_copy(short, max_length=32)
+    assert type(copy) is SequenceClassifier and copy.pooling == "max" and copy.config.max_length == 32
+    assert copy(torch.ones(1, 32, dtype=torch.long)).shape == (1, 3)
+    recurrent = BiLSTMClassifier(BiLSTMConfig(vocab_size=20, d_embedding=4, d_hidden=3), n_classes=2, pooling="last")
+    again = fresh_copy(recurrent, max_length=32)
+    assert again.config == recurrent.config and again.pooling == "last"
+    assert sum(p.numel() for p in again.parameters()) == sum(p.numel() for p in recurrent.parameters())

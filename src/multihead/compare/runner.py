@@ -30,13 +30,13 @@ CompareResult = dict[str, Any]
 
 def fresh_copy(model: nn.Module, *, max_length: int) -> nn.Module:
     """A new, randomly initialised model of ``model``'s architecture and sizes, long enough for ``max_length``."""
-    from multihead.model_dir import _BUILDERS, architecture_of
+    from multihead.model_dir import architecture_of
 
-    name, arguments = architecture_of(model)
+    _, arguments = architecture_of(model)  # the constructor arguments beyond the config
     config = model.config
     if hasattr(config, "max_length") and config.max_length < max_length:
         config = replace(config, max_length=max_length)
-    return _BUILDERS[name](config, **arguments)
+    return type(model)(config, **arguments)
 
 
 def _train_task(experiment: ExperimentConfig, *, decoding: dict[str, Any], log: Callable[[str], None]
