@@ -11,7 +11,7 @@ __all__ = ["add_heads_commands"]
 
 
 def _heads(args: argparse.Namespace) -> int:
-    from multihead.inspect.importance import head_importance
+    from multihead.inspect.importance import attention_modules, head_importance
     from multihead.inspect.pruning import largest_within
     from multihead.inspect.pruning_report import (
         load_head_study,
@@ -47,7 +47,8 @@ def _heads(args: argparse.Namespace) -> int:
         scale = 100.0 if study.metric == "accuracy" else 1.0  # points: accuracy in percent, BLEU as it is
         chosen = largest_within(steps, f"{splits[0]}_{study.metric}", args.max_drop, scale=scale)
         args.prune = chosen.fraction
-        print(f"{chosen.pruned} of {steps[-1].pruned} heads go before {splits[0]} {study.metric} falls by more than "
+        total = sum(module.n_heads for module in attention_modules(study.model).values())
+        print(f"{chosen.pruned} of {total} heads go before {splits[0]} {study.metric} falls by more than "
               f"{args.max_drop:g} points")
     if args.prune is not None:
         summary = prune_and_save(study, steps, args.prune, out, speed_rounds=args.speed_rounds)
