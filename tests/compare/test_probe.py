@@ -11,30 +11,36 @@ from multihead.compare.probe import ProbeSpec, generate_probe
 SPEC = ProbeSpec(distances=(3, 9, 20), n_keys=10, n_values=4, n_fillers=5, extra_pairs=3, max_lead=6)
 
 
+STALE = ProbeSpec(distances=(3, 9, 20), n_keys=10, n_values=4, n_fillers=5, extra_pairs=3, max_lead=6,
+                  stale_pairs=2)
+
+
 def read_answer(spec: ProbeSpec, ids: list[int]) -> tuple[int, int]:
-    """Solve an example from its tokens alone: the value of the one pair whose key the last token asks, and
-    how far before the query that pair sits."""
+    """Solve an example from its tokens alone, reading left to right like assignments: the value last bound to
+    the key the final token asks for, and how far before the query that binding sits."""
     query_key = ids[-1] - (1 + spec.n_fillers + spec.n_keys * spec.n_values)
     assert 0 <= query_key < spec.n_keys
-    matches = [(position, spec.decode_pair(token)) for position, token in enumerate(ids[:-1])
-               if spec.decode_pair(token) is not None and spec.decode_pair(token)[0] == query_key]  # type: ignore[index]
-    assert len(matches) == 1, "exactly one pair carries the queried key"
-    position, (_, value) = matches[0]  # type: ignore[misc]
+    bindings = [(position, spec.decode_pair(token)) for position, token in enumerate(ids[:-1])
+                if spec.decode_pair(token) is not None and spec.decode_pair(token)[0] == query_key]  # type: ignore[index]
+    assert len(bindings) == 1 + spec.stale_pairs, "the queried key is bound once, plus its stale bindings"
+    position, (_, value) = bindings[-1]  # type: ignore[misc]
+    assert all(old != value for _, (_, old) in bindings[:-1]), "stale bindings carry other values"  # type: ignore[misc]
     return value, len(ids) - 1 - position
 
 
 @settings(max_examples=12, deadline=None)
 @given(seed=st.integers(0, 10**6))
 def test_answers_are_correct_by_construction(seed: int) -> None:
-    for example in generate_probe(SPEC, n=10, seed=seed):
-        assert read_answer(SPEC, example.ids) == (example.label, example.distance)
-        pairs = [SPEC.decode_pair(t) for t in example.ids[:-1] if SPEC.decode_pair(t) is not None]
-        assert len(pairs) == len(SPEC.distances) + SPEC.extra_pairs
-        assert len({key for key, _ in pairs}) == len(pairs), "keys differ within a sequence"
-        for distance in SPEC.distances:  # a pair at every listed distance, so position gives nothing away
-            assert SPEC.decode_pair(example.ids[-1 - distance]) is not None
-        assert max(SPEC.distances) + 1 <= len(example.ids) <= SPEC.max_length
-        assert all(0 < token < SPEC.vocab_size for token in example.ids)
+    for spec in (SPEC, STALE):
+        for example in generate_probe(spec, n=10, seed=seed):
+            assert read_answer(spec, example.ids) == (example.label, example.distance)
+            pairs = [spec.decode_pair(t) for t in example.ids[:-1] if spec.decode_pair(t) is not None]
+            assert len(pairs) == len(spec.distances) + spec.extra_pairs + spec.stale_pairs
+            assert len({key for key, _ in pairs}) == len(spec.distances) + spec.extra_pairs, "other keys differ"
+            for distance in spec.distances:  # a pair at every listed distance, so position gives nothing away
+                assert spec.decode_pair(example.ids[-1 - distance]) is not None
+            assert max(spec.distances) + 1 <= len(example.ids) <= spec.max_length
+            assert all(0 < token < spec.vocab_size for token in example.ids)
 
 
 def test_the_same_seed_gives_the_same_examples_and_another_seed_others() -> None:
@@ -63,5 +69,7 @@ def test_bad_specs_name_the_value() -> None:
         ProbeSpec(distances=(4, 4))
     with pytest.raises(ValueError, match=r"n_keys \(3\) must be >= the pairs in a sequence \(5\)"):
         ProbeSpec(distances=(4, 8), n_keys=3, extra_pairs=3)
+    with pytest.raises(ValueError, match="stale_pairs must be 0, or >= 1 with stale_pairs"):
+        ProbeSpec(distances=(4, 8), extra_pairs=2, max_lead=2, stale_pairs=1)
     with pytest.raises(ValueError, match="distance must be one of"):
         generate_probe(SPEC, n=1, seed=0, distance=5)

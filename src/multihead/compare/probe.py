@@ -9,6 +9,13 @@ distance ``k`` chosen for that example. Because every listed distance holds a pa
 a pair's position nor its presence gives the answer away: a model must match the query's key with the key of
 the token ``k`` positions back, so accuracy at ``k`` measures how well it relates tokens that far apart.
 
+That version has a solution blind to order: a max-pooled detector that fires on both the pair ``(key, value)``
+and the query ``key`` joins them from anywhere (TextCNN finds it). With ``stale_pairs`` the queried key is also
+bound, earlier (farther than ``k`` from the query), to other values, and the answer is its most recent binding,
+the one at ``k``: a model must now also know which of the matching pairs is nearer, as a program reading
+assignments in order would. The lead then holds at least ``stale_pairs + extra_pairs`` tokens, so that stale
+bindings fit before the pair of the largest distance.
+
 Token ids: ``0`` padding, then fillers, then pair tokens ``(key, value)``, then query tokens ``key``.
 """
 
@@ -30,6 +37,7 @@ class ProbeSpec:
         n_fillers: distinct filler tokens.
         extra_pairs: pair tokens at random free positions, besides one at each distance.
         max_lead: most filler tokens before the pair of the largest distance.
+        stale_pairs: earlier bindings of the queried key to other values (0: every key is bound once).
     """
 
     distances: tuple[int, ...] = (8, 32, 128, 512)
@@ -38,6 +46,7 @@ class ProbeSpec:
     n_fillers: int = 16
     extra_pairs: int = 4
     max_lead: int = 16
+    stale_pairs: int = 0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "distances", tuple(self.distances))
@@ -49,6 +58,11 @@ class ProbeSpec:
             raise ValueError(f"n_values must be >= 2 and n_fillers >= 1, got {self.n_values} and {self.n_fillers}")
         if self.extra_pairs < 0 or self.max_lead < 0:
             raise ValueError(f"extra_pairs and max_lead must be >= 0, got {self.extra_pairs} and {self.max_lead}")
+        if self.stale_pairs < 0 or (self.stale_pairs and self.stale_pairs + self.extra_pairs > self.max_lead):
+            raise ValueError(f"stale_pairs must be 0, or >= 1 with stale_pairs + extra_pairs <= max_lead "
+                             f"({self.max_lead}), got {self.stale_pairs}")
+        if self.stale_pairs and self.n_values < 2:
+            raise ValueError("stale_pairs need n_values >= 2 (a stale value differs from the answer)")
         pairs = len(self.distances) + self.extra_pairs
         if self.n_keys < pairs:
             raise ValueError(f"n_keys ({self.n_keys}) must be >= the pairs in a sequence ({pairs}): keys differ")
@@ -98,7 +112,8 @@ def generate_probe(spec: ProbeSpec, *, n: int, seed: int, distance: int | None =
     examples = []
     for _ in range(n):
         k = distance if distance is not None else rng.choice(spec.distances)
-        length = max(spec.distances) + 1 + rng.randint(0, spec.max_lead)
+        shortest_lead = spec.stale_pairs + spec.extra_pairs if spec.stale_pairs else 0  # room for stale pairs
+        length = max(spec.distances) + 1 + rng.randint(shortest_lead, spec.max_lead)
         keys = rng.sample(range(spec.n_keys), len(spec.distances) + spec.extra_pairs)
         ids = [spec.filler(rng.randrange(spec.n_fillers)) for _ in range(length)]
         fixed = [length - 1 - d for d in spec.distances]
@@ -109,5 +124,10 @@ def generate_probe(spec: ProbeSpec, *, n: int, seed: int, distance: int | None =
             ids[position] = spec.pair(key, value)
         answer = spec.distances.index(k)
         ids[length - 1] = spec.query(keys[answer])
+        if spec.stale_pairs:  # earlier bindings of the queried key, all farther than k
+            farther = sorted(set(range(length - 1 - k)) - set(positions))
+            for position in rng.sample(farther, spec.stale_pairs):
+                stale = rng.choice([v for v in range(spec.n_values) if v != values[answer]])
+                ids[position] = spec.pair(keys[answer], stale)
         examples.append(ProbeExample(ids=ids, label=values[answer], distance=k))
     return examples
