@@ -172,7 +172,8 @@ def write_report(config: CompareConfig, *, quality: dict[str, dict[str, Any]], m
               log_y=True)
         train_batch = next(iter(config.experiments.values())).training.batch_size
         lines += ["## Speed and memory", "",
-                  f"Fresh models of each architecture and size, random token ids, {settings.threads} thread(s). "
+                  f"Fresh models of each architecture and size, random token ids, {settings.threads} "
+                  f"thread{'s' if settings.threads != 1 else ''}. "
                   f"Times are medians of {settings.rounds} interleaved rounds (each architecture in turn, so all "
                   "meet the same load) of the process's CPU time, which other processes disturb far less than "
                   "the wall clock. Training throughput: forward, loss, backward and an AdamW step on a batch of "
