@@ -112,7 +112,7 @@ def write_report(config: CompareConfig, *, quality: dict[str, dict[str, Any]], m
     """Write ``report.md``, ``report.json`` and the plots; return the JSON report."""
     output_dir = Path(config.output_dir)
     metric = next(iter(quality.values()))["metric"]
-    threads = config.measure.threads if config.measure else None
+    threads = config.measure.threads if config.measure else torch.get_num_threads()  # what training used
     command = " ".join(["multihead compare", config.source, *(f"--set {o}" for o in config.overrides)])
     report: dict[str, Any] = {
         "title": config.title, "task": config.task, "command": command,
@@ -137,7 +137,8 @@ def write_report(config: CompareConfig, *, quality: dict[str, dict[str, Any]], m
     lines += ["## Quality", "", "| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
     lines += ["", "Training time is wall-clock time on a shared machine: it includes evaluation and other "
-              "processes' load, so it is not a speed figure; the speed figures are below.", ""]
+              "processes' load, so it is not a speed figure" + ("; the speed figures are below." if measured
+                                                                 else "."), ""]
     if config.probe is not None:
         distances = list(config.probe.spec.distances)
         series = {label: {int(k): a for k, a in q["accuracy_by_distance"].items()} for label, q in quality.items()}
