@@ -22,6 +22,7 @@ only to bf16 accuracy). ``torch.compile`` is not used on either side.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib.util
 import os
 import platform
@@ -82,14 +83,22 @@ def machine(threads: int, dtype: torch.dtype) -> str:
 def paired_seconds(ours: Callable[[], object], theirs: Callable[[], object], repeats: int) -> tuple[float, float]:
     """Median wall times of ``repeats`` calls of each, after one warm-up call each, interleaved (ours, theirs,
     ours, ...) so that both sides meet the same load on a shared machine."""
-    ours(), theirs()
-    times: tuple[list[float], list[float]] = ([], [])
+    first, second = interleaved_seconds([ours, theirs], repeats)
+    return first, second
+
+
+def interleaved_seconds(runs: Sequence[Callable[[], object]], repeats: int) -> list[float]:
+    """Median wall time of each of ``runs`` over ``repeats`` rounds (one call of each per round, in turn),
+    after one warm-up call each."""
+    for run in runs:
+        run()
+    times: list[list[float]] = [[] for _ in runs]
     for _ in range(repeats):
-        for run, kept in ((ours, times[0]), (theirs, times[1])):
+        for run, kept in zip(runs, times, strict=True):
             started = time.perf_counter()
             run()
             kept.append(time.perf_counter() - started)
-    return statistics.median(times[0]), statistics.median(times[1])
+    return [statistics.median(kept) for kept in times]
 
 
 def row(label: str, ours: float, theirs: float, same: object = "") -> str:
@@ -151,6 +160,7 @@ def bench_lm(sizes: dict[str, Any], repeats: int, dtype: torch.dtype) -> tuple[l
     ours, theirs = ours.to(dtype), theirs.to(dtype)
     new_tokens, vocab = sizes["new_tokens"], sizes["gpt2"]["vocab_size"]
     config = GenerationConfig(max_new_tokens=new_tokens, pad_id=0)
+    transposed = dataclasses.replace(config, transposed_weights=True)  # ours with the one-row weight copies
     print(f"\nGPT-2 ({sum(p.numel() for p in ours.parameters()) / 1e6:.1f}M parameters, random weights), greedy, "
           f"{new_tokens} new tokens after {sizes['prompt_length']}: tokens/s")
     print(f"  {'batch':<28} {'ours':>10} {'transformers':>13} {'ratio':>8}   same tokens")
@@ -166,11 +176,18 @@ def bench_lm(sizes: dict[str, Any], repeats: int, dtype: torch.dtype) -> tuple[l
         def run_ours(prompts: Tensor = prompts) -> list[list[int]]:
             return [hypotheses[0].tokens for hypotheses in generate(ours, prompts.tolist(), config)]
 
+        def run_ours_transposed(prompts: Tensor = prompts) -> list[list[int]]:
+            return [hypotheses[0].tokens for hypotheses in generate(ours, prompts.tolist(), transposed)]
+
         same = run_ours() == run_theirs()[:, prompts.shape[1]:].tolist()
-        ours_s, theirs_s = paired_seconds(run_ours, run_theirs, repeats)
+        same_transposed = run_ours_transposed() == run_ours()
+        ours_s, theirs_s, transposed_s = interleaved_seconds([run_ours, run_theirs, run_ours_transposed], repeats)
         tokens = batch * new_tokens
         print(row(str(batch), tokens / ours_s, tokens / theirs_s, "yes" if same else "no"))
-        results.append({"batch": batch, "ours": tokens / ours_s, "theirs": tokens / theirs_s, "same": same})
+        print(row(f"{batch}, transposed_weights", tokens / transposed_s, tokens / theirs_s,
+                  "yes" if same_transposed and same else "no"))
+        results.append({"batch": batch, "ours": tokens / ours_s, "theirs": tokens / theirs_s, "same": same,
+                        "ours_transposed": tokens / transposed_s, "same_transposed": same_transposed})
     read_s = weight_read_seconds(ours, repeats)
     size = sum(p.numel() * p.element_size() for p in ours.parameters()) / 1e6
     print(f"  memory floor: reading the {size:,.0f} MB of weights once takes {read_s * 1e3:.1f} ms, so one token a "

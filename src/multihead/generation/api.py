@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import weakref
 from collections.abc import Callable, Iterator, Sequence
 
 import torch
@@ -12,6 +13,7 @@ from multihead.generation.beam import BeamSearch
 from multihead.generation.config import GenerationConfig
 from multihead.generation.greedy import TokenSearch
 from multihead.generation.hypothesis import Hypothesis, Stopping
+from multihead.generation.one_row import OneRowWeights
 from multihead.generation.state import ENCODER_DECODERS, LANGUAGE_MODELS, DecodingState, GenerativeModel
 
 __all__ = ["generate", "stream"]
@@ -51,9 +53,10 @@ def generate(
     generator = _generator(model, config)
     order = sorted(range(len(rows)), key=lambda index: len(rows[index]), reverse=True)  # less padding
     results: list[list[Hypothesis]] = [[] for _ in rows]
+    one_row = _one_row_weights(model, config)
     for start in range(0, len(order), batch_size):
         chunk = order[start : start + batch_size]
-        with _decoding(model):
+        with _decoding(model), one_row():
             search = _search(model, [rows[index] for index in chunk], config, stopping, generator, on_forward)
             for _ in search.run():
                 pass
@@ -77,12 +80,13 @@ def stream(
     rows = _check(model, [inputs], config, decode)
     stopping = Stopping(config.stop_ids, config.stop_strings, decode)
     generator = _generator(model, config)
+    one_row = _one_row_weights(model, config)
     with _decoding(model):
         search = _search(model, rows, config, stopping, generator)
         steps = search.run()
     last: str | None = None
     while True:
-        with _decoding(model):  # entered per step: nothing leaks into the caller between yields
+        with _decoding(model), one_row():  # entered per step: nothing leaks into the caller between yields
             if next(steps, _EXHAUSTED) is _EXHAUSTED:
                 break
             text = stopping.text(search.current_best(0))
@@ -124,6 +128,19 @@ def _generator(model: nn.Module, config: GenerationConfig) -> torch.Generator | 
     else:
         generator.manual_seed(config.seed)
     return generator
+
+
+_ONE_ROW_WEIGHTS: weakref.WeakKeyDictionary[nn.Module, OneRowWeights] = weakref.WeakKeyDictionary()
+"""Transposed weight copies per model (``GenerationConfig.transposed_weights``), kept for later calls."""
+
+
+def _one_row_weights(model: nn.Module, config: GenerationConfig) -> Callable[[], contextlib.AbstractContextManager]:
+    """What to enter around each decoding step: the model's transposed copies when asked for, else nothing."""
+    if not config.transposed_weights:
+        return contextlib.nullcontext
+    if model not in _ONE_ROW_WEIGHTS:
+        _ONE_ROW_WEIGHTS[model] = OneRowWeights(model)
+    return _ONE_ROW_WEIGHTS[model].active
 
 
 @contextlib.contextmanager
