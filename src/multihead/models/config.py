@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from multihead.models.config_dict import DictConfig
+
 __all__ = ["PRESETS", "TransformerConfig"]
 
 PositionKind = Literal["sinusoidal", "learned", "rope", "alibi", "none"]
@@ -23,7 +25,7 @@ _CHOICES: dict[str, tuple[str, ...]] = {
 
 
 @dataclass(frozen=True, kw_only=True)
-class TransformerConfig:
+class TransformerConfig(DictConfig):
     """Sizes and choices of a Transformer; ``EncoderDecoder`` uses both layer counts.
 
     Attributes:
@@ -176,18 +178,6 @@ class TransformerConfig:
     def replace(self, **changes: Any) -> TransformerConfig:
         """A copy with ``changes`` applied (and validated)."""
         return dataclasses.replace(self, **changes)
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> TransformerConfig:
-        """Build from a mapping; unknown keys are errors that name them."""
-        known = {field.name for field in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"unknown TransformerConfig keys {unknown}; known keys are {sorted(known)}")
-        return cls(**values)
 
     def save(self, path: str | Path) -> None:
         Path(path).write_text(json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n")

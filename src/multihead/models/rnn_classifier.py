@@ -10,13 +10,14 @@ Shape legend: ``B`` batch, ``T`` length, ``E`` embedding width, ``H`` hidden wid
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from typing import Any, Literal
 
 import torch
 from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+from multihead.models.config_dict import DictConfig
 
 __all__ = ["BiLSTMClassifier", "BiLSTMConfig"]
 
@@ -25,7 +26,7 @@ POOLINGS = ("last", "max", "mean")
 
 
 @dataclass(frozen=True, kw_only=True)
-class BiLSTMConfig:
+class BiLSTMConfig(DictConfig):
     """Sizes of a BiLSTM classifier.
 
     Attributes:
@@ -53,18 +54,6 @@ class BiLSTMConfig:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> BiLSTMConfig:
-        """Build from a mapping; unknown keys are errors that name them."""
-        known = {field.name for field in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"unknown BiLSTMConfig keys {unknown}; known keys are {sorted(known)}")
-        return cls(**values)
 
 
 class BiLSTMClassifier(nn.Module):

@@ -11,20 +11,20 @@ Shape legend: ``B`` batch, ``T`` new tokens, ``P`` tokens already consumed, ``E`
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
+from multihead.models.config_dict import DictConfig
 from multihead.models.recurrent_state import RecurrentState
 
 __all__ = ["LSTMLMConfig", "LSTMLanguageModel"]
 
 
 @dataclass(frozen=True, kw_only=True)
-class LSTMLMConfig:
+class LSTMLMConfig(DictConfig):
     """Sizes of an ``LSTMLanguageModel``.
 
     Attributes:
@@ -61,18 +61,6 @@ class LSTMLMConfig:
     @property
     def output_vocab_size(self) -> int:
         return self.vocab_size
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> LSTMLMConfig:
-        """Build from a mapping; unknown keys are errors that name them."""
-        known = {field.name for field in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"unknown LSTMLMConfig keys {unknown}; known keys are {sorted(known)}")
-        return cls(**values)
 
 
 class LSTMLanguageModel(nn.Module):

@@ -18,7 +18,6 @@ Shape legend: ``B`` batch, ``S`` source length, ``T`` target length, ``E`` embed
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,6 +26,7 @@ from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from multihead.models.additive_attention import AdditiveAttention
+from multihead.models.config_dict import DictConfig
 from multihead.models.recurrent_state import RecurrentState
 
 __all__ = ["RNNEncoderDecoder", "RNNSeq2SeqConfig"]
@@ -35,7 +35,7 @@ CELLS = ("gru", "lstm")
 
 
 @dataclass(frozen=True, kw_only=True)
-class RNNSeq2SeqConfig:
+class RNNSeq2SeqConfig(DictConfig):
     """Sizes of an ``RNNEncoderDecoder``.
 
     Attributes:
@@ -84,18 +84,6 @@ class RNNSeq2SeqConfig:
     @property
     def output_vocab_size(self) -> int:
         return self.target_vocab_size or self.vocab_size
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> RNNSeq2SeqConfig:
-        """Build from a mapping; unknown keys are errors that name them."""
-        known = {field.name for field in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"unknown RNNSeq2SeqConfig keys {unknown}; known keys are {sorted(known)}")
-        return cls(**values)
 
 
 class RNNEncoderDecoder(nn.Module):

@@ -10,7 +10,6 @@ Shape legend: ``B`` batch, ``T`` length, ``E`` embedding width, ``F`` feature ma
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,11 +17,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from multihead.models.config_dict import DictConfig
+
 __all__ = ["TextCNN", "TextCNNConfig"]
 
 
 @dataclass(frozen=True, kw_only=True)
-class TextCNNConfig:
+class TextCNNConfig(DictConfig):
     """Sizes of a TextCNN; the defaults are Kim's CNN-rand.
 
     Attributes:
@@ -55,18 +56,6 @@ class TextCNNConfig:
         for name in ("dropout", "embedding_dropout"):
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)}")
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> TextCNNConfig:
-        """Build from a mapping; unknown keys are errors that name them."""
-        known = {field.name for field in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"unknown TextCNNConfig keys {unknown}; known keys are {sorted(known)}")
-        return cls(**values)
 
 
 class TextCNN(nn.Module):
