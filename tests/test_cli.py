@@ -91,6 +91,25 @@ def test_train_eval_predict_on_real_mr(tmp_path: Path, capsys: pytest.CaptureFix
 
 
 @needs_mr
+def test_no_test_while_tuning_then_eval_the_split(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = tmp_path / "mr.yaml"
+    config.write_text(TINY_RECIPE)
+    run = tmp_path / "run"
+    assert main(["train", str(config), "--output-dir", str(run), "--no-test"]) == 0
+    assert "test split" not in capsys.readouterr().out and not (run / "test_metrics.json").exists()
+    assert main(["eval", str(run / "best"), "--split", "test", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["examples"] == 1068
+    # the same figure as training with the test report on (same seed, same steps)
+    assert main(["train", str(config), "--output-dir", str(tmp_path / "reported")]) == 0
+    capsys.readouterr()
+    reported = json.loads((tmp_path / "reported" / "test_metrics.json").read_text())
+    assert report["accuracy"] == reported["accuracy"] and report["confusion_matrix"] == reported["confusion_matrix"]
+    assert main(["eval", str(run / "best"), "--split", "nonsense"]) == 2
+    assert "split 'nonsense' is not known" in capsys.readouterr().err
+
+
+@needs_mr
 def test_tokenizer_train_on_real_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "tok" / "tokenizer.json"
     assert main(["tokenizer", "train", str(MR / "rt-polarity.pos"), "--kind", "wordpiece", "--vocab-size", "2000",

@@ -23,6 +23,7 @@ examples:
   multihead train configs/sentiment-mr.yaml             train with a recipe
   multihead train my.yaml --set training.lr=3e-4 --set model.n_layers=2
   multihead train my.yaml --resume                      continue from OUTPUT_DIR/last
+  multihead train my.yaml --no-test                     tune on validation without seeing test
   multihead eval runs/mr/best test.tsv                  accuracy, macro-F1, confusion matrix
   multihead predict runs/mr/best "a gripping, funny film" --json
   multihead train configs/translate-multi30k.yaml       English->German translation (Multi30k)
@@ -94,7 +95,7 @@ def _train(args: argparse.Namespace) -> int:
     if config.task == "extractive-summarization":
         from multihead.tasks.extractive import train_extractive
 
-        extractive = train_extractive(config, resume=args.resume)
+        extractive = train_extractive(config, resume=args.resume, test=not args.no_test)
         print(f"trained in {extractive.seconds:.0f} s; best validation sentence F1 {extractive.best_validation:.4f} "
               f"at step {extractive.best_step}; selection {extractive.selection}; "
               f"model: {extractive.output_dir / 'best'}")
@@ -114,7 +115,7 @@ def _train(args: argparse.Namespace) -> int:
         return 0
     from multihead.tasks.classification import train_classifier
 
-    result = train_classifier(config, resume=args.resume)
+    result = train_classifier(config, resume=args.resume, report_test=not args.no_test)
     print(f"trained in {result.seconds:.0f} s; best validation {config.training.metric} "
           f"{result.best_validation:.4f} at step {result.best_step}; model: {result.output_dir / 'best'}")
     if result.test_report is not None:
@@ -137,11 +138,13 @@ def _eval(args: argparse.Namespace) -> int:
         else:
             print_generation_report(report)
         return 0
-    from multihead.tasks.classification import evaluate_classifier
+    from multihead.tasks.classification import evaluate_classifier, evaluate_classifier_split
 
     if args.data is None:
-        raise ValueError("a classifier is scored on a labelled file: multihead eval MODEL_DIR DATA")
-    report = evaluate_classifier(args.model_dir, args.data, text_field=args.text_field, label_field=args.label_field)
+        report = evaluate_classifier_split(args.model_dir, args.split)
+    else:
+        report = evaluate_classifier(args.model_dir, args.data, text_field=args.text_field,
+                                     label_field=args.label_field)
     print(json.dumps(report, indent=2)) if args.json else _print_report(report)
     return 0
 
@@ -193,6 +196,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="override a config value, e.g. training.lr=3e-4 (repeatable)")
     train.add_argument("--output-dir", help="where best/, last/ and metrics.jsonl go (overrides output_dir)")
     train.add_argument("--resume", action="store_true", help="continue from OUTPUT_DIR/last (Ctrl-C saves it)")
+    train.add_argument("--no-test", action="store_true",
+                       help="leave the test split alone while tuning settings on validation (score it once "
+                            "later: multihead eval MODEL_DIR --split test)")
     train.set_defaults(run=_train)
 
     evaluate = commands.add_parser(

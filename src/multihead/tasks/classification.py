@@ -44,6 +44,7 @@ __all__ = [
     "Prediction",
     "build_classifier",
     "evaluate_classifier",
+    "evaluate_classifier_split",
     "load_splits",
     "predict",
     "train_classifier",
@@ -238,7 +239,7 @@ def train_classifier(
     if config.model.get("ensemble", 1) > 1:
         from multihead.tasks.ensemble import train_ensemble
 
-        return train_ensemble(config, resume=resume, log=log)
+        return train_ensemble(config, resume=resume, log=log, report_test=report_test)
     started = time.perf_counter()
     output_dir = Path(config.output_dir)
     report = ReadReport()
@@ -317,6 +318,18 @@ def evaluate_classifier(model_dir: str | Path, data: str | Path, *, text_field: 
     examples = [e for e in read_examples(data, text_field=text_field, label_field=label_field)]
     length = max_length or _saved_max_length(loaded.config)
     encoded = encode_split(examples, tokenizer=loaded.tokenizer, labels=loaded.labels, max_length=length)
+    return evaluate_encoded(Path(model_dir), encoded)
+
+
+def evaluate_classifier_split(model_dir: str | Path, split: str = "test") -> dict[str, Any]:
+    """The same report on a split of the data set the model's experiment recorded (e.g. after training with
+    ``report_test=False``)."""
+    from multihead.experiment import recorded_split
+
+    loaded = load_model_dir(model_dir)
+    examples = recorded_split(loaded.config, split, load_splits, where=model_dir)
+    encoded = encode_split(examples, tokenizer=loaded.tokenizer, labels=loaded.labels,
+                           max_length=_saved_max_length(loaded.config))
     return evaluate_encoded(Path(model_dir), encoded)
 
 

@@ -47,9 +47,10 @@ def member_config(config: ExperimentConfig, index: int) -> ExperimentConfig:
         training=dataclasses.replace(config.training, seed=config.training.seed + index))
 
 
-def train_ensemble(config: ExperimentConfig, *, resume: bool = False,
-                   log: Callable[[str], None] = print) -> ClassificationResult:
-    """Train ``config.model['ensemble']`` members, then save, score and report their ensemble."""
+def train_ensemble(config: ExperimentConfig, *, resume: bool = False, log: Callable[[str], None] = print,
+                   report_test: bool = True) -> ClassificationResult:
+    """Train ``config.model['ensemble']`` members, then save, score and (unless ``report_test=False``) report
+    their ensemble on test."""
     started = time.perf_counter()
     size = int(config.model["ensemble"])
     output_dir = Path(config.output_dir)
@@ -99,7 +100,7 @@ def train_ensemble(config: ExperimentConfig, *, resume: bool = False,
     with atomic_directory(output_dir / "best") as staging:
         write_model_files(staging, model=ensemble, tokenizer=first.tokenizer, labels=first.labels, extra=extra)
     test_report = None
-    if "test" in encoded:
+    if "test" in encoded and report_test:
         test_report = evaluate_encoded(output_dir / "best", encoded["test"], batch_size=batch_size)
         write_json_atomic(output_dir / "test_metrics.json", test_report)
     return ClassificationResult(output_dir=output_dir, best_validation=validation[config.training.metric],
