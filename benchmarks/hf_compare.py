@@ -80,16 +80,9 @@ def machine(threads: int, dtype: torch.dtype) -> str:
             f"both sides in {str(dtype).removeprefix('torch.')}")
 
 
-def paired_seconds(ours: Callable[[], object], theirs: Callable[[], object], repeats: int) -> tuple[float, float]:
-    """Median wall times of ``repeats`` calls of each, after one warm-up call each, interleaved (ours, theirs,
-    ours, ...) so that both sides meet the same load on a shared machine."""
-    first, second = interleaved_seconds([ours, theirs], repeats)
-    return first, second
-
-
 def interleaved_seconds(runs: Sequence[Callable[[], object]], repeats: int) -> list[float]:
-    """Median wall time of each of ``runs`` over ``repeats`` rounds (one call of each per round, in turn),
-    after one warm-up call each."""
+    """Median wall time of each of ``runs`` over ``repeats`` rounds (one call of each per round, in turn, so
+    that all meet the same load on a shared machine), after one warm-up call each."""
     for run in runs:
         run()
     times: list[list[float]] = [[] for _ in runs]
@@ -141,9 +134,9 @@ def bench_encoder(sizes: dict[str, Any], repeats: int, quick: bool, dtype: torch
             ours_out = ours(rows, mask=mask)
             theirs_out = theirs(input_ids=rows, attention_mask=mask.long()).last_hidden_state
             difference = float(((ours_out.float() - theirs_out.float()) * mask[..., None]).abs().max())
-            ours_s, theirs_s = paired_seconds(
+            ours_s, theirs_s = interleaved_seconds([
                 lambda rows=rows, mask=mask: ours(rows, mask=mask),
-                lambda rows=rows, mask=mask: theirs(input_ids=rows, attention_mask=mask.long()), repeats)
+                lambda rows=rows, mask=mask: theirs(input_ids=rows, attention_mask=mask.long())], repeats)
         print(row(label, batch / ours_s, batch / theirs_s, f"{difference:.1e}"))
         results.append({"ours": batch / ours_s, "theirs": batch / theirs_s})
     return results
@@ -204,7 +197,7 @@ def weight_read_seconds(model: nn.Module, repeats: int) -> float:
         with torch.inference_mode():
             return float(sum(p.sum() for p in parameters))
 
-    return paired_seconds(read, lambda: None, repeats)[0]
+    return interleaved_seconds([read], repeats)[0]
 
 
 def bench_translation(sizes: dict[str, Any], repeats: int, dtype: torch.dtype) -> dict[str, float]:
@@ -235,7 +228,7 @@ def bench_translation(sizes: dict[str, Any], repeats: int, dtype: torch.dtype) -
         return [hypotheses[0].tokens for hypotheses in generate(ours, sources, config, batch_size=len(sources))]
 
     same = run_ours() == run_theirs()[:, 1:].tolist()
-    ours_s, theirs_s = paired_seconds(run_ours, run_theirs, repeats)
+    ours_s, theirs_s = interleaved_seconds([run_ours, run_theirs], repeats)
     count = len(sources)
     print(f"\nMarian-sized translation ({sum(p.numel() for p in ours.parameters()) / 1e6:.1f}M parameters, random "
           f"weights), beam {beams}, {count} sources of {low}-{high} tokens, {new_tokens} new tokens: sentences/s")

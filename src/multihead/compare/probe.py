@@ -61,8 +61,6 @@ class ProbeSpec:
         if self.stale_pairs < 0 or (self.stale_pairs and self.stale_pairs + self.extra_pairs > self.max_lead):
             raise ValueError(f"stale_pairs must be 0, or >= 1 with stale_pairs + extra_pairs <= max_lead "
                              f"({self.max_lead}), got {self.stale_pairs}")
-        if self.stale_pairs and self.n_values < 2:
-            raise ValueError("stale_pairs need n_values >= 2 (a stale value differs from the answer)")
         pairs = len(self.distances) + self.extra_pairs
         if self.n_keys < pairs:
             raise ValueError(f"n_keys ({self.n_keys}) must be >= the pairs in a sequence ({pairs}): keys differ")

@@ -87,8 +87,8 @@ def train_ensemble(config: ExperimentConfig, *, resume: bool = False, log: Calla
     ensemble = ClassifierEnsemble.from_members([loaded.model for loaded in members]).eval()
     splits = load_splits(config)
     max_length, batch_size = config.data.max_length, 2 * config.training.batch_size
-    encoded = {name: encode_split(examples, tokenizer=first.tokenizer, labels=first.labels, max_length=max_length)
-               for name, examples in splits.items()}
+    encoded = {name: encode_split(splits[name], tokenizer=first.tokenizer, labels=first.labels, max_length=max_length)
+               for name in ("validation", "test") if name in splits}  # the members were trained already
     task = ClassificationTask(label_names=first.labels.names)
     with torch.no_grad():
         validation = task.evaluate(ensemble, encoded["validation"].batches(batch_size=batch_size,
