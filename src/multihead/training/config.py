@@ -22,6 +22,9 @@ class TrainingConfig:
         batch_size: examples per optimiser step, over all processes and accumulation micro-batches.
         accumulation: micro-batches per optimiser step (gradient accumulation).
         lr, weight_decay, betas: AdamW; weight decay applies to matrices only.
+        layer_decay: layer-wise learning-rate decay for fine-tuning: the head learns at ``lr``, layer ``i`` of
+            ``L`` at ``lr * layer_decay ** (L - i)``, the embeddings at ``lr * layer_decay ** (L + 1)``
+            (None = one rate for all).
         schedule: ``linear``, ``cosine``, ``inverse_sqrt`` or ``constant`` after ``warmup_steps``.
         min_lr_ratio: where linear and cosine decays end, as a share of ``lr``.
         clip_norm: gradient norm clipping (None = off).
@@ -45,6 +48,7 @@ class TrainingConfig:
     lr: float = 1e-3
     weight_decay: float = 0.01
     betas: tuple[float, float] = (0.9, 0.999)
+    layer_decay: float | None = None
     schedule: str = "linear"
     warmup_steps: int = 0
     min_lr_ratio: float = 0.0
@@ -84,6 +88,8 @@ class TrainingConfig:
             raise ValueError(f"training.warmup_steps must be in 0..steps ({self.steps}), got {self.warmup_steps}")
         if not 0.0 <= self.min_lr_ratio <= 1.0:
             raise ValueError(f"training.min_lr_ratio must be in [0, 1], got {self.min_lr_ratio}")
+        if self.layer_decay is not None and not 0.0 < self.layer_decay <= 1.0:
+            raise ValueError(f"training.layer_decay must be in (0, 1] or null, got {self.layer_decay}")
         if self.ema_decay is not None and not 0.0 < self.ema_decay < 1.0:
             raise ValueError(f"training.ema_decay must be in (0, 1) or null, got {self.ema_decay}")
         if self.clip_norm is not None and self.clip_norm <= 0:

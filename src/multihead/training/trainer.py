@@ -120,7 +120,8 @@ class Trainer:
         if not resume:
             torch.manual_seed(config.seed)
         model = self.model.to(self.device)
-        optimizer = build_optimizer(model, lr=config.lr, weight_decay=config.weight_decay, betas=config.betas)
+        optimizer = build_optimizer(model, lr=config.lr, weight_decay=config.weight_decay, betas=config.betas,
+                                    layer_decay=config.layer_decay)
         scheduler = build_scheduler(optimizer, kind=config.schedule, warmup_steps=config.warmup_steps,
                                     total_steps=config.steps, min_ratio=config.min_lr_ratio)
         if config.precision == "fp16" and self.device.type != "cuda":
@@ -151,8 +152,8 @@ class Trainer:
                     rate = running_units / max(time.perf_counter() - started, 1e-9)
                     mean_loss = running_loss / max(running_units, 1)
                     log.write({"step": step, "epoch": self.counters["epoch"], "loss": mean_loss,
-                               "lr": scheduler.get_last_lr()[0], "units_per_second": rate})
-                    bar.set_postfix(loss=f"{mean_loss:.4f}", lr=f"{scheduler.get_last_lr()[0]:.2e}",
+                               "lr": max(scheduler.get_last_lr()), "units_per_second": rate})
+                    bar.set_postfix(loss=f"{mean_loss:.4f}", lr=f"{max(scheduler.get_last_lr()):.2e}",
                                     units_per_s=f"{rate:,.0f}")
                     running_loss, running_units, started = 0.0, 0, time.perf_counter()
                 self.counters["seconds"] = seconds_before + time.perf_counter() - clock
