@@ -17,6 +17,11 @@ median of ``--repeats`` timed runs after a warm-up run, ours and theirs interlea
 (default 1) sets torch's intra-op threads; one thread avoids the stalls of an oversubscribed pool on a shared machine.
 ``--dtype bf16`` casts both sides' weights to bfloat16 (same precision on both sides; outputs then agree
 only to bf16 accuracy). ``torch.compile`` is not used on either side.
+
+Each part also prints a ceiling: the share of transformers' time spent in matrix products and attention kernels
+(one profiled run). Ours must do the same products on the same weights, so unless its matrix kernels are faster,
+``1 / share`` bounds the ratio it can reach. At batch 1 a decoding step reads every weight once, so the time to
+read them (the memory floor) bounds tokens/s outright.
 """
 
 from __future__ import annotations
@@ -94,6 +99,32 @@ def interleaved_seconds(runs: Sequence[Callable[[], object]], repeats: int) -> l
     return [statistics.median(kept) for kept in times]
 
 
+MATRIX_OPS = ("aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm", "aten::mv", "aten::addmv",
+              "aten::_scaled_dot_product_flash_attention_for_cpu", "aten::_scaled_dot_product_attention_math",
+              "aten::_scaled_dot_product_efficient_attention", "aten::_scaled_dot_product_flash_attention")
+
+
+def matrix_share(run: Callable[[], object]) -> float:
+    """Share of one profiled ``run``'s CPU time spent in matrix products and fused attention kernels.
+
+    Both sides must do those products on the same weights, so ``1 / share`` of *their* run bounds the ratio
+    ours can reach without faster matrix kernels (all other work free). The profiler inflates small operators
+    more than large ones, so the share is an underestimate and the bound a generous one."""
+    from torch.profiler import ProfilerActivity, profile
+
+    run()
+    with profile(activities=[ProfilerActivity.CPU]) as profiled:
+        run()
+    events = profiled.key_averages()
+    total = sum(event.self_cpu_time_total for event in events)
+    return sum(event.self_cpu_time_total for event in events if event.key in MATRIX_OPS) / max(total, 1e-9)
+
+
+def ceiling(share: float) -> str:
+    return (f"  ceiling: transformers spends {share:.0%} of its time in matrix products and attention kernels; "
+            f"with everything else free, ours could reach {1 / share:.2f}x")
+
+
 def row(label: str, ours: float, theirs: float, same: object = "") -> str:
     return f"  {label:<28} {ours:>10.1f} {theirs:>13.1f} {ours / theirs:>7.2f}x   {same}"
 
@@ -137,8 +168,10 @@ def bench_encoder(sizes: dict[str, Any], repeats: int, quick: bool, dtype: torch
             ours_s, theirs_s = interleaved_seconds([
                 lambda rows=rows, mask=mask: ours(rows, mask=mask),
                 lambda rows=rows, mask=mask: theirs(input_ids=rows, attention_mask=mask.long())], repeats)
+            share = matrix_share(lambda rows=rows, mask=mask: theirs(input_ids=rows, attention_mask=mask.long()))
         print(row(label, batch / ours_s, batch / theirs_s, f"{difference:.1e}"))
-        results.append({"ours": batch / ours_s, "theirs": batch / theirs_s})
+        results.append({"ours": batch / ours_s, "theirs": batch / theirs_s, "theirs_matrix_share": share})
+    print(ceiling(results[0]["theirs_matrix_share"]) + " (rows of real tokens only)")
     return results
 
 
@@ -179,8 +212,11 @@ def bench_lm(sizes: dict[str, Any], repeats: int, dtype: torch.dtype) -> tuple[l
         print(row(str(batch), tokens / ours_s, tokens / theirs_s, "yes" if same else "no"))
         print(row(f"{batch}, transposed_weights", tokens / transposed_s, tokens / theirs_s,
                   "yes" if same_transposed and same else "no"))
+        share = matrix_share(run_theirs)
+        print(ceiling(share))
         results.append({"batch": batch, "ours": tokens / ours_s, "theirs": tokens / theirs_s, "same": same,
-                        "ours_transposed": tokens / transposed_s, "same_transposed": same_transposed})
+                        "ours_transposed": tokens / transposed_s, "same_transposed": same_transposed,
+                        "theirs_matrix_share": share})
     read_s = weight_read_seconds(ours, repeats)
     size = sum(p.numel() * p.element_size() for p in ours.parameters()) / 1e6
     print(f"  memory floor: reading the {size:,.0f} MB of weights once takes {read_s * 1e3:.1f} ms, so one token a "
@@ -234,7 +270,9 @@ def bench_translation(sizes: dict[str, Any], repeats: int, dtype: torch.dtype) -
           f"weights), beam {beams}, {count} sources of {low}-{high} tokens, {new_tokens} new tokens: sentences/s")
     print(f"  {'':<28} {'ours':>10} {'transformers':>13} {'ratio':>8}   same tokens")
     print(row(f"beam {beams}", count / ours_s, count / theirs_s, "yes" if same else "no"))
-    return {"ours": count / ours_s, "theirs": count / theirs_s, "same": same}
+    share = matrix_share(run_theirs)
+    print(ceiling(share))
+    return {"ours": count / ours_s, "theirs": count / theirs_s, "same": same, "theirs_matrix_share": share}
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
