@@ -39,7 +39,10 @@ examples:
 
 
 def _print_report(report: dict[str, Any]) -> None:
-    print(f"accuracy {report['accuracy']:.4f}   macro-F1 {report['macro_f1']:.4f}   examples {report['examples']:,}")
+    interval = report.get("accuracy_interval")
+    sure = f" (95% interval {interval[0]:.3f}-{interval[1]:.3f})" if interval else ""
+    print(f"accuracy {report['accuracy']:.4f}{sure}   macro-F1 {report['macro_f1']:.4f}   "
+          f"examples {report['examples']:,}")
     names = report["labels"]
     width = max(len(name) for name in names) + 2
     print("per class:" + "".join(f"\n  {name:<{width}} precision {s['precision']:.3f}  recall {s['recall']:.3f}  "

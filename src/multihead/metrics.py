@@ -1,16 +1,19 @@
-"""Classification metrics: accuracy, macro-F1, per-class precision/recall/F1 and the confusion matrix.
+"""Classification metrics: accuracy, macro-F1, per-class precision/recall/F1 and the confusion matrix; how sure
+an accuracy is (Wilson interval) and whether two classifiers differ on the same examples (exact McNemar test).
 
 Generation metrics (BLEU, chrF, ROUGE, perplexity) join this module with the generation tasks.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
 from torch import Tensor
 
-__all__ = ["accuracy", "classification_report", "confusion_matrix", "macro_f1", "per_class_scores"]
+__all__ = ["accuracy", "accuracy_interval", "classification_report", "confusion_matrix", "macro_f1", "mcnemar_test",
+           "per_class_scores"]
 
 
 def _as_tensor(values: Sequence[int] | Tensor) -> Tensor:
@@ -32,6 +35,41 @@ def accuracy(predictions: Sequence[int] | Tensor, targets: Sequence[int] | Tenso
     """Share of predictions equal to their target (0.0 for no examples)."""
     predicted, true = _as_tensor(predictions), _as_tensor(targets)
     return float((predicted == true).float().mean()) if true.numel() else 0.0
+
+
+def accuracy_interval(correct: int, total: int, *, confidence: float = 0.95) -> tuple[float, float]:
+    """Wilson score interval for an accuracy of ``correct`` out of ``total`` examples (Wilson 1927).
+
+    Unlike the normal approximation it stays inside [0, 1] and keeps its coverage near 0 and 1. A test set of
+    1,000 examples at 77% accuracy gives about +-2.6 points at 95%.
+    """
+    if total <= 0 or not 0 <= correct <= total:
+        raise ValueError(f"need 0 <= correct <= total and total > 0, got {correct} of {total}")
+    if not 0.0 < confidence < 1.0:
+        raise ValueError(f"confidence must be in (0, 1), got {confidence}")
+    z = float(torch.distributions.Normal(0.0, 1.0).icdf(torch.tensor(0.5 + confidence / 2, dtype=torch.float64)))
+    share = correct / total
+    centre = (share + z * z / (2 * total)) / (1 + z * z / total)
+    half = z / (1 + z * z / total) * math.sqrt(share * (1 - share) / total + z * z / (4 * total * total))
+    low = 0.0 if correct == 0 else max(0.0, centre - half)  # exactly 0 and 1 at the ends (no rounding residue)
+    return low, 1.0 if correct == total else min(1.0, centre + half)
+
+
+def mcnemar_test(first_correct: Sequence[bool] | Tensor, second_correct: Sequence[bool] | Tensor) -> dict[str, float]:
+    """Exact (binomial) McNemar test of two classifiers scored on the same examples.
+
+    Only the examples where exactly one of them is right count: ``first_only`` and ``second_only``. Under the
+    hypothesis that both are equally accurate each such example is a fair coin; ``p_value`` is the two-sided
+    binomial probability of a split at least this uneven (1.0 when they never disagree).
+    """
+    first, second = _as_tensor(first_correct).bool(), _as_tensor(second_correct).bool()
+    if first.shape != second.shape:
+        raise ValueError(f"the two classifiers were scored on different numbers of examples: "
+                         f"{first.numel()} vs {second.numel()}")
+    first_only, second_only = int((first & ~second).sum()), int((second & ~first).sum())
+    disagreements, fewer = first_only + second_only, min(first_only, second_only)
+    tail = sum(math.comb(disagreements, k) for k in range(fewer + 1)) / 2.0**disagreements
+    return {"first_only": first_only, "second_only": second_only, "p_value": min(1.0, 2.0 * tail)}
 
 
 def per_class_scores(matrix: Tensor) -> dict[str, Tensor]:
@@ -59,8 +97,10 @@ def classification_report(
     n_classes = len(label_names)
     matrix = confusion_matrix(predictions, targets, n_classes)
     scores = per_class_scores(matrix)
+    correct, total = int(matrix.diagonal().sum()), int(matrix.sum())
     return {
         "accuracy": accuracy(predictions, targets),
+        "accuracy_interval": list(accuracy_interval(correct, total)) if total else None,  # 95% Wilson
         "macro_f1": float(scores["f1"].mean()),
         "per_class": {
             name: {key: float(scores[key][index]) if key != "support" else int(scores[key][index]) for key in scores}

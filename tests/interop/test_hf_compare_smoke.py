@@ -34,7 +34,12 @@ def test_quick_comparison_runs(capsys: pytest.CaptureFixture[str]) -> None:
     out = capsys.readouterr().out
     assert out.startswith("machine:") and "1 threads" in out and "transformers" in out
     ratios = re.findall(r"\d\.\d\dx", out)
-    assert len(ratios) == 7, out  # 2 encoder rows, 2 GPT-2 batches with and without transposed weights, 1 beam row
+    # 2 encoder rows, 2 GPT-2 batches with and without transposed weights, 1 beam row; and 4 ceilings
+    assert len(ratios) == 11, out
+    assert out.count("ceiling: transformers spends") == 4
+    shares = [results["encoder"][0]["theirs_matrix_share"], results["translation"]["theirs_matrix_share"],
+              *(r["theirs_matrix_share"] for r in results["lm"])]
+    assert all(0.0 < share <= 1.0 for share in shares)
     assert len(results["encoder"]) == 2 and [r["batch"] for r in results["lm"]] == [1, 2]
     assert all(r["same"] and r["same_transposed"] for r in results["lm"]) and results["translation"]["same"]
     assert "goals: encoder >= 1.2x" in out
