@@ -51,7 +51,16 @@ def test_compare_classifiers_end_to_end(tmp_path: Path) -> None:
         assert report["measured"]["peak_memory_bytes"][label]["16"] > 0
         assert report["measured"]["train_tokens_per_cpu_second"][label] > 0
     assert report["measured"]["settings"]["rounds"] == 2
+    assert list(report["significance"]) == ["transformer vs textcnn", "transformer vs bilstm", "textcnn vs bilstm"]
+    for pair, test in report["significance"].items():
+        first, second = (report["quality"][label]["test"] for label in pair.split(" vs "))
+        # the examples only one of them got right account for the whole accuracy difference (24 test lines)
+        assert (test["first_only"] - test["second_only"]) / 24 == pytest.approx(first["accuracy"] - second["accuracy"])
+        assert 0.0 < test["p_value"] <= 1.0
+        low, high = first["accuracy_interval"]
+        assert low <= first["accuracy"] <= high
     text = (out / "report.md").read_text()
+    assert "exact McNemar p = " in text and "test accuracy (95% interval)" in text
     assert "--set measure.rounds=2" in text and "| textcnn |" in text and "## What the figures say" in text
     assert (out / "latency.png").stat().st_size > 1000 and (out / "memory.png").is_file()
 

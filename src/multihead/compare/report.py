@@ -107,8 +107,26 @@ def _findings(quality: dict[str, dict[str, Any]], measured: Measured | None, met
     return lines
 
 
+def _test_figure(test: dict[str, Any], metric: str) -> str:
+    """The test figure, with its 95% interval where the report has one (accuracy)."""
+    interval = test.get("accuracy_interval") if metric == "accuracy" else None
+    text = _number(test.get(metric))
+    return f"{text} ({interval[0]:.3f}-{interval[1]:.3f})" if interval else text
+
+
+def _significance_lines(significance: dict[str, dict[str, float]]) -> list[str]:
+    """One sentence per pair of classifiers: who won the examples they disagree on, and the McNemar p-value."""
+    lines = []
+    for pair, test in significance.items():
+        first, second = pair.split(" vs ")
+        verdict = "a real difference at the 5% level" if test["p_value"] < 0.05 else "within noise"
+        lines.append(f"{first} vs {second} on test: {test['first_only']} sentences only {first} got right, "
+                     f"{test['second_only']} only {second}; exact McNemar p = {test['p_value']:.3f}, {verdict}.")
+    return lines
+
+
 def write_report(config: CompareConfig, *, quality: dict[str, dict[str, Any]], measured: Measured | None,
-                 seconds: float) -> dict[str, Any]:
+                 seconds: float, significance: dict[str, dict[str, float]] | None = None) -> dict[str, Any]:
     """Write ``report.md``, ``report.json`` and the plots; return the JSON report."""
     output_dir = Path(config.output_dir)
     metric = next(iter(quality.values()))["metric"]
@@ -125,10 +143,11 @@ def write_report(config: CompareConfig, *, quality: dict[str, dict[str, Any]], m
              f"Date: {report['date']}.", "",
              f"Budget, the same for every architecture: {report['budget']}. A step budget keeps the quality "
              "figures independent of the machine's load; the model kept is the one best on validation.", ""]
-    header = ["architecture", "parameters", f"validation {_METRIC_NAMES[metric]}", f"test {_METRIC_NAMES[metric]}",
+    test_header = f"test {_METRIC_NAMES[metric]}" + (" (95% interval)" if metric == "accuracy" else "")
+    header = ["architecture", "parameters", f"validation {_METRIC_NAMES[metric]}", test_header,
               "best step", "training time"]
     rows = [[label, _number(q.get("parameters")), _number(q["validation"].get(metric, q["validation"].get(
-        "accuracy"))), _number(q.get("test", {}).get(metric)), _number(q.get("best_step")),
+        "accuracy"))), _test_figure(q.get("test", {}), metric), _number(q.get("best_step")),
         f"{q['seconds']:.0f} s"] for label, q in quality.items()]
     if metric == "bleu":
         header.insert(4, "test chrF")
@@ -201,6 +220,9 @@ def write_report(config: CompareConfig, *, quality: dict[str, dict[str, Any]], m
                   for label, values in measured.memory.items()]
         lines.append("")
     findings = _findings(quality, measured, metric, list(config.measure.lengths) if config.measure else [])
+    if significance:
+        report["significance"] = significance
+        findings += _significance_lines(significance)
     if findings:
         lines += ["## What the figures say", "", *(f"- {line}" for line in findings), ""]
     (output_dir / "report.md").write_text("\n".join(lines))

@@ -50,7 +50,7 @@ def _train_task(experiment: ExperimentConfig, *, decoding: dict[str, Any], log: 
         test = result.test_report or {}
         return {"best_step": result.best_step, "seconds": result.seconds, "metric": "accuracy",
                 "validation": {experiment.training.metric: result.best_validation},
-                "test": {key: test[key] for key in ("accuracy", "macro_f1") if key in test}}
+                "test": {key: test[key] for key in ("accuracy", "accuracy_interval", "macro_f1") if key in test}}
     if task == "translation":
         from multihead.tasks.seq2seq import train_seq2seq
         from multihead.tasks.seq2seq_eval import evaluate_seq2seq
@@ -72,6 +72,21 @@ def _train_task(experiment: ExperimentConfig, *, decoding: dict[str, Any], log: 
         return {"best_step": result.best_step, "seconds": result.seconds, "metric": "perplexity",
                 "validation": {"loss": loss, "perplexity": math.exp(loss) if loss is not None else None}}
     raise ValueError(f"multihead compare handles classification, translation and language-model, not {task!r}")
+
+
+def _paired_tests(config: CompareConfig) -> dict[str, dict[str, float]]:
+    """Exact McNemar tests between every two classifiers on the test split: ``"a vs b"`` -> how many test examples
+    only ``a`` got right, only ``b``, and the two-sided p-value."""
+    from multihead.metrics import mcnemar_test
+    from multihead.tasks.classification import evaluate_classifier_split
+
+    correct: dict[str, list[bool]] = {}
+    for label, experiment in config.experiments.items():
+        report = evaluate_classifier_split(Path(experiment.output_dir) / "best", "test", with_predictions=True)
+        correct[label] = [p == t for p, t in zip(report["predictions"], report["targets"], strict=True)]
+    labels = list(correct)
+    return {f"{a} vs {b}": mcnemar_test(correct[a], correct[b])
+            for i, a in enumerate(labels) for b in labels[i + 1:]}
 
 
 def _task_inputs(task: str, model: nn.Module) -> TaskInputs:
@@ -112,6 +127,10 @@ def run_compare(config: CompareConfig, *, log: Callable[[str], None] = print) ->
         measured = measure_models(models, lengths=settings.lengths, batch_size=settings.batch_size,
                                   rounds=settings.rounds, train_batch=train_batch,
                                   train_length=settings.train_length, threads=settings.threads, log=log)
-    result = write_report(config, quality=quality, measured=measured, seconds=time.perf_counter() - started)
+    tested = all("accuracy" in q.get("test", {}) for q in quality.values())
+    significance = _paired_tests(config) if config.task == "classification" and config.probe is None and tested \
+        else None
+    result = write_report(config, quality=quality, measured=measured, seconds=time.perf_counter() - started,
+                          significance=significance)
     log(f"wrote {output_dir / 'report.md'}")
     return result

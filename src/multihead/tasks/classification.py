@@ -301,13 +301,18 @@ def train_classifier(
                                 interrupted=result.interrupted)
 
 
-def evaluate_encoded(model_dir: Path, examples: EncodedExamples, *, batch_size: int = 64) -> dict[str, Any]:
+def evaluate_encoded(model_dir: Path, examples: EncodedExamples, *, batch_size: int = 64,
+                     with_predictions: bool = False) -> dict[str, Any]:
+    """The classification report of ``model_dir`` on ``examples``; ``with_predictions`` adds the predicted and
+    true class ids, example by example (``predictions``, ``targets``)."""
     loaded = load_model_dir(model_dir)
     task = ClassificationTask(label_names=loaded.labels.names)
     with torch.no_grad():
         probabilities, targets, loss = task.predict(
             loaded.model, examples.batches(batch_size=batch_size, pad_id=loaded.tokenizer.pad_id))
     report = classification_report(probabilities.argmax(-1), targets, loaded.labels.names)
+    if with_predictions:
+        report.update(predictions=probabilities.argmax(-1).tolist(), targets=targets.tolist())
     return {**report, "loss": loss, "examples": len(examples.ids)}
 
 
@@ -321,16 +326,17 @@ def evaluate_classifier(model_dir: str | Path, data: str | Path, *, text_field: 
     return evaluate_encoded(Path(model_dir), encoded)
 
 
-def evaluate_classifier_split(model_dir: str | Path, split: str = "test") -> dict[str, Any]:
+def evaluate_classifier_split(model_dir: str | Path, split: str = "test", *, with_predictions: bool = False
+                              ) -> dict[str, Any]:
     """The same report on a split of the data set the model's experiment recorded (e.g. after training with
-    ``report_test=False``)."""
+    ``report_test=False``); ``with_predictions`` as in :func:`evaluate_encoded`."""
     from multihead.experiment import recorded_split
 
     loaded = load_model_dir(model_dir)
     examples = recorded_split(loaded.config, split, load_splits, where=model_dir)
     encoded = encode_split(examples, tokenizer=loaded.tokenizer, labels=loaded.labels,
                            max_length=_saved_max_length(loaded.config))
-    return evaluate_encoded(Path(model_dir), encoded)
+    return evaluate_encoded(Path(model_dir), encoded, with_predictions=with_predictions)
 
 
 @dataclass(frozen=True)
