@@ -105,6 +105,12 @@ def test_no_test_while_tuning_then_eval_the_split(tmp_path: Path, capsys: pytest
     capsys.readouterr()
     reported = json.loads((tmp_path / "reported" / "test_metrics.json").read_text())
     assert report["accuracy"] == reported["accuracy"] and report["confusion_matrix"] == reported["confusion_matrix"]
+    low, high = report["accuracy_interval"]
+    assert low < report["accuracy"] < high and high - low < 0.06  # 1,068 sentences: about +-2.5 points
+    # the two runs made the same model: they never disagree
+    assert main(["eval", str(run / "best"), "--split", "test", "--against", str(tmp_path / "reported" / "best")]) == 0
+    out = capsys.readouterr().out
+    assert "95% interval" in out and "0 examples only" in out and "exact McNemar p = 1.000, within noise" in out
     assert main(["eval", str(run / "best"), "--split", "nonsense"]) == 2
     assert "split 'nonsense' is not known" in capsys.readouterr().err
 

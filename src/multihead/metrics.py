@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import Tensor
 
-__all__ = ["accuracy", "accuracy_interval", "classification_report", "confusion_matrix", "macro_f1", "mcnemar_test",
-           "per_class_scores"]
+__all__ = ["accuracy", "accuracy_interval", "classification_report", "compare_reports", "confusion_matrix", "macro_f1",
+           "mcnemar_test", "per_class_scores"]
 
 
 def _as_tensor(values: Sequence[int] | Tensor) -> Tensor:
@@ -70,6 +71,26 @@ def mcnemar_test(first_correct: Sequence[bool] | Tensor, second_correct: Sequenc
     disagreements, fewer = first_only + second_only, min(first_only, second_only)
     tail = sum(math.comb(disagreements, k) for k in range(fewer + 1)) / 2.0**disagreements
     return {"first_only": first_only, "second_only": second_only, "p_value": min(1.0, 2.0 * tail)}
+
+
+def compare_reports(first: dict[str, Any], second: dict[str, Any]) -> dict[str, float]:
+    """``mcnemar_test`` of two classification reports made on the same examples with their ``predictions`` and
+    ``targets`` (as ``evaluate_classifier(..., with_predictions=True)`` makes them).
+
+    Each report's class ids are read through its own ``labels``, so two models whose label vocabularies are
+    ordered differently still compare; examples whose true labels differ mean other data, and are refused.
+    """
+    for name, report in (("first", first), ("second", second)):
+        if "predictions" not in report or "targets" not in report:
+            raise ValueError(f"the {name} report has no per-example predictions; score it with with_predictions=True")
+    first_truth = [first["labels"][t] for t in first["targets"]]
+    second_truth = [second["labels"][t] for t in second["targets"]]
+    if first_truth != second_truth:
+        raise ValueError(f"the two reports were made on different examples ({len(first_truth)} and "
+                         f"{len(second_truth)} examples, or the same number with other labels)")
+    first_correct = [p == t for p, t in zip(first["predictions"], first["targets"], strict=True)]
+    second_correct = [p == t for p, t in zip(second["predictions"], second["targets"], strict=True)]
+    return mcnemar_test(first_correct, second_correct)
 
 
 def per_class_scores(matrix: Tensor) -> dict[str, Tensor]:

@@ -317,13 +317,15 @@ def evaluate_encoded(model_dir: Path, examples: EncodedExamples, *, batch_size: 
 
 
 def evaluate_classifier(model_dir: str | Path, data: str | Path, *, text_field: str = "text",
-                        label_field: str = "label", max_length: int | None = None) -> dict[str, Any]:
-    """Accuracy, macro-F1, per-class scores and confusion matrix of a saved model on a labelled file."""
+                        label_field: str = "label", max_length: int | None = None, with_predictions: bool = False
+                        ) -> dict[str, Any]:
+    """Accuracy, macro-F1, per-class scores and confusion matrix of a saved model on a labelled file;
+    ``with_predictions`` as in :func:`evaluate_encoded`."""
     loaded = load_model_dir(model_dir)
     examples = [e for e in read_examples(data, text_field=text_field, label_field=label_field)]
     length = max_length or _saved_max_length(loaded.config)
     encoded = encode_split(examples, tokenizer=loaded.tokenizer, labels=loaded.labels, max_length=length)
-    return evaluate_encoded(Path(model_dir), encoded)
+    return evaluate_encoded(Path(model_dir), encoded, with_predictions=with_predictions)
 
 
 def evaluate_classifier_split(model_dir: str | Path, split: str = "test", *, with_predictions: bool = False
