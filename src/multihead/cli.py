@@ -133,7 +133,8 @@ def _eval(args: argparse.Namespace) -> int:
 
     if model_task(args.model_dir) != "classification":
         if args.against is not None:
-            raise ValueError(f"--against compares classifiers; {args.model_dir} is a {model_task(args.model_dir)} model")
+            raise ValueError(f"--against compares classifiers; {args.model_dir} is a "
+                             f"{model_task(args.model_dir)} model")
         options = {"num_beams": args.num_beams, "length_penalty": args.length_penalty}
         report = evaluate_generation_model(args.model_dir, split=args.split, data=args.data,
                                            references=args.references,
