@@ -24,7 +24,8 @@ class TrainingConfig:
         lr, weight_decay, betas: AdamW; weight decay applies to matrices only.
         layer_decay: layer-wise learning-rate decay for fine-tuning: the head learns at ``lr``, layer ``i`` of
             ``L`` at ``lr * layer_decay ** (L - i)``, the embeddings at ``lr * layer_decay ** (L + 1)``
-            (None = one rate for all).
+            (None = one rate for all). Depths come from parameter names (``layers.<i>.``), so it suits one stack
+            (classifiers, language models); an encoder-decoder's two stacks share depths by layer index.
         schedule: ``linear``, ``cosine``, ``inverse_sqrt`` or ``constant`` after ``warmup_steps``.
         min_lr_ratio: where linear and cosine decays end, as a share of ``lr``.
         clip_norm: gradient norm clipping (None = off).
