@@ -105,14 +105,14 @@ MATRIX_OPS = ("aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm", "aten::mv
 
 
 def matrix_share(run: Callable[[], object]) -> float:
-    """Share of one profiled ``run``'s CPU time spent in matrix products and fused attention kernels.
+    """Share of one profiled ``run``'s CPU time spent in matrix products and fused attention kernels (``run``
+    must be warm: every caller has timed it already).
 
     Both sides must do those products on the same weights, so ``1 / share`` of *their* run bounds the ratio
     ours can reach without faster matrix kernels (all other work free). The profiler inflates small operators
     more than large ones, so the share is an underestimate and the bound a generous one."""
     from torch.profiler import ProfilerActivity, profile
 
-    run()
     with profile(activities=[ProfilerActivity.CPU]) as profiled:
         run()
     events = profiled.key_averages()

@@ -145,7 +145,7 @@ def _eval(args: argparse.Namespace) -> int:
         else:
             print_generation_report(report)
         return 0
-    from multihead.metrics import compare_reports
+    from multihead.metrics import compare_reports, verdict
     from multihead.tasks.classification import evaluate_classifier, evaluate_classifier_split
 
     def score(model_dir: str) -> dict[str, Any]:
@@ -168,10 +168,9 @@ def _eval(args: argparse.Namespace) -> int:
     _print_report(report)
     if args.against is not None:
         paired, (low, high) = report["against"], report["against"]["accuracy_interval"]
-        verdict = "a real difference at the 5% level" if paired["p_value"] < 0.05 else "within noise"
         print(f"against {args.against}: accuracy {paired['accuracy']:.4f} (95% interval {low:.3f}-{high:.3f}); "
               f"{paired['first_only']} examples only {args.model_dir} got right, {paired['second_only']} only "
-              f"{args.against}; exact McNemar p = {paired['p_value']:.3f}, {verdict}")
+              f"{args.against}; exact McNemar p = {paired['p_value']:.3f}, {verdict(paired['p_value'])}")
     return 0
 
 

@@ -14,7 +14,7 @@ import torch
 from torch import Tensor
 
 __all__ = ["accuracy", "accuracy_interval", "classification_report", "compare_reports", "confusion_matrix", "macro_f1",
-           "mcnemar_test", "per_class_scores"]
+           "mcnemar_test", "per_class_scores", "verdict"]
 
 
 def _as_tensor(values: Sequence[int] | Tensor) -> Tensor:
@@ -71,6 +71,11 @@ def mcnemar_test(first_correct: Sequence[bool] | Tensor, second_correct: Sequenc
     disagreements, fewer = first_only + second_only, min(first_only, second_only)
     tail = sum(math.comb(disagreements, k) for k in range(fewer + 1)) / 2.0**disagreements
     return {"first_only": first_only, "second_only": second_only, "p_value": min(1.0, 2.0 * tail)}
+
+
+def verdict(p_value: float, *, level: float = 0.05) -> str:
+    """Plain words for a test's ``p_value`` at significance ``level``."""
+    return f"a real difference at the {level:.0%} level" if p_value < level else "within noise"
 
 
 def compare_reports(first: dict[str, Any], second: dict[str, Any]) -> dict[str, float]:

@@ -13,6 +13,7 @@ import torch
 
 from multihead.compare.config import CompareConfig
 from multihead.compare.measure import Measured
+from multihead.metrics import verdict
 
 __all__ = ["machine_description", "write_report"]
 
@@ -119,9 +120,9 @@ def _significance_lines(significance: dict[str, dict[str, float]]) -> list[str]:
     lines = []
     for pair, test in significance.items():
         first, second = pair.split(" vs ")
-        verdict = "a real difference at the 5% level" if test["p_value"] < 0.05 else "within noise"
         lines.append(f"{first} vs {second} on test: {test['first_only']} sentences only {first} got right, "
-                     f"{test['second_only']} only {second}; exact McNemar p = {test['p_value']:.3f}, {verdict}.")
+                     f"{test['second_only']} only {second}; exact McNemar p = {test['p_value']:.3f}, "
+                     f"{verdict(test['p_value'])}.")
     return lines
 
 

@@ -77,15 +77,13 @@ def _train_task(experiment: ExperimentConfig, *, decoding: dict[str, Any], log: 
 def _paired_tests(config: CompareConfig) -> dict[str, dict[str, float]]:
     """Exact McNemar tests between every two classifiers on the test split: ``"a vs b"`` -> how many test examples
     only ``a`` got right, only ``b``, and the two-sided p-value."""
-    from multihead.metrics import mcnemar_test
+    from multihead.metrics import compare_reports
     from multihead.tasks.classification import evaluate_classifier_split
 
-    correct: dict[str, list[bool]] = {}
-    for label, experiment in config.experiments.items():
-        report = evaluate_classifier_split(Path(experiment.output_dir) / "best", "test", with_predictions=True)
-        correct[label] = [p == t for p, t in zip(report["predictions"], report["targets"], strict=True)]
-    labels = list(correct)
-    return {f"{a} vs {b}": mcnemar_test(correct[a], correct[b])
+    reports = {label: evaluate_classifier_split(Path(experiment.output_dir) / "best", "test", with_predictions=True)
+               for label, experiment in config.experiments.items()}
+    labels = list(reports)
+    return {f"{a} vs {b}": compare_reports(reports[a], reports[b])
             for i, a in enumerate(labels) for b in labels[i + 1:]}
 
 
