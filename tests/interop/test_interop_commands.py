@@ -10,7 +10,7 @@ import pytest
 import torch
 from hf_tiny import bert, hf_model
 
-from multihead.cli_interop import add_interop_commands
+from multihead.cli.interop import add_interop_commands
 from multihead.embeddings import embed
 from multihead.interop import load_hf
 from multihead.tasks.classification import predict

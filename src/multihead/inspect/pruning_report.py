@@ -54,7 +54,7 @@ def load_head_study(model_dir: str | Path, *, splits: list[str], data: str | Non
                     num_beams: int = 1, limit: int | None = None) -> HeadStudy:
     """The model of ``model_dir`` with ``splits`` of its recorded data set, or ``data`` (a labelled file for a
     classifier, a source file with ``references`` for a translation model) under the name ``data``."""
-    from multihead.cli_generate import model_task
+    from multihead.cli.generate import model_task
 
     task = model_task(model_dir)
     if task == "classification":

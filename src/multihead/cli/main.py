@@ -9,11 +9,11 @@ from collections.abc import Sequence
 from typing import Any
 
 import multihead
-from multihead.cli_compare import add_compare_commands
-from multihead.cli_generate import add_generation_commands
-from multihead.cli_heads import add_heads_commands
-from multihead.cli_inspect import add_inspect_commands
-from multihead.cli_interop import add_interop_commands
+from multihead.cli.compare import add_compare_commands
+from multihead.cli.generate import add_generation_commands
+from multihead.cli.heads import add_heads_commands
+from multihead.cli.inspect import add_inspect_commands
+from multihead.cli.interop import add_interop_commands
 
 __all__ = ["build_parser", "main"]
 
@@ -129,7 +129,7 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _eval(args: argparse.Namespace) -> int:
-    from multihead.cli_generate import evaluate_generation_model, model_task, print_generation_report
+    from multihead.cli.generate import evaluate_generation_model, model_task, print_generation_report
 
     if model_task(args.model_dir) != "classification":
         if args.against is not None:

@@ -9,7 +9,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from multihead.cli_generate import texts_from_arguments
+from multihead.cli.generate import texts_from_arguments
 
 __all__ = ["add_interop_commands", "convert_model_dir"]
 
