@@ -10,13 +10,15 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
+from multihead.errors import MultiheadError
+
 __all__ = ["MAX_PROBLEMS", "DataError", "ReadReport"]
 
 MAX_PROBLEMS = 20
 """How many problem messages a :class:`ReadReport` keeps; the count goes on past it."""
 
 
-class DataError(ValueError):
+class DataError(MultiheadError):
     """A data file (or a label in it) is not what the reader expected.
 
     Args:
