@@ -7,7 +7,7 @@ Anything else that reaches the CLI is a bug and keeps its traceback.
 
 from __future__ import annotations
 
-__all__ = ["CheckpointError", "ConfigError", "LimitError", "MultiheadError"]
+__all__ = ["CheckpointError", "ConfigError", "LimitError", "MultiheadError", "QueueFullError"]
 
 
 class MultiheadError(ValueError):
@@ -24,3 +24,8 @@ class CheckpointError(MultiheadError):
 
 class LimitError(MultiheadError):
     """A size (dimension, vocabulary, tokens to generate, bytes to read) is over what the project allows."""
+
+
+class QueueFullError(LimitError):
+    """A request queue (generation scheduler, micro-batcher) holds its maximum number of waiting requests;
+    retry later (a server answers 503)."""
