@@ -143,8 +143,6 @@ def test_summarize_round_trip_through_a_model_directory(tmp_path: Path, tokenize
 
 # --------------------------------------------------------------------------------------------- training
 def test_train_extractive_end_to_end(tmp_path: Path) -> None:
-    if "extractive-summarization" not in experiment.TASKS:
-        pytest.skip("ExperimentConfig does not accept task 'extractive-summarization' yet")
     try:
         source = data_root() / "bbc-news-summary" / "bbc-news-summary.jsonl.gz"
     except FileNotFoundError as error:

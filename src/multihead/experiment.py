@@ -19,8 +19,10 @@ from typing import Any, TypeVar
 
 import yaml
 
+from multihead.errors import ConfigError
 from multihead.models.architectures import config_class_of
 from multihead.models.config import TransformerConfig
+from multihead.tasks.registry import task_names
 from multihead.training.config import TrainingConfig
 
 if sys.version_info >= (3, 11):
@@ -33,7 +35,6 @@ __all__ = ["DataConfig", "ExperimentConfig", "PretrainingConfig", "TokenizerConf
 
 T = TypeVar("T")
 
-TASKS = ("classification", "translation", "abstractive-summarization", "extractive-summarization", "language-model")
 BUILTIN_DATASETS = ("sentence-polarity", "bbc-news-topics", "multi30k", "tinyshakespeare", "bbc-news-summary")
 
 
@@ -157,8 +158,8 @@ class ExperimentConfig:
     pretraining: PretrainingConfig = field(default_factory=PretrainingConfig)
 
     def __post_init__(self) -> None:
-        if self.task not in TASKS:
-            raise ValueError(f"task must be one of {TASKS}, got {self.task!r}")
+        if self.task not in task_names():
+            raise ConfigError(f"task must be one of {task_names()}, got {str(self.task)[:80]!r}")
         self.model_config(vocab_size=2, pad_id=0)  # validates the model section early
 
     @property

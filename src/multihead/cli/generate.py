@@ -4,24 +4,12 @@ sequence-to-sequence models and language models. A thin shell over :mod:`multihe
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-__all__ = ["add_generation_commands", "evaluate_generation_model", "model_task", "texts_from_arguments"]
-
-
-def model_task(model_dir: str | Path) -> str:
-    """The ``task`` recorded in a model directory's ``config.json`` (``classification`` when absent)."""
-    path = Path(model_dir) / "config.json"
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: not found; expected a model directory (config.json, model.safetensors)")
-    try:
-        return str(json.loads(path.read_text()).get("task", "classification"))
-    except json.JSONDecodeError as error:
-        raise ValueError(f"{path}: line {error.lineno}: not valid JSON ({error.msg})") from error
+__all__ = ["add_generation_commands", "texts_from_arguments"]
 
 
 def _decoding_options(parser: argparse.ArgumentParser, *, beams: int) -> None:
@@ -111,34 +99,14 @@ def _generate(args: argparse.Namespace) -> int:
 
 def _summarize(args: argparse.Namespace) -> int:
     texts = texts_from_arguments(args)
-    if model_task(args.model_dir) == "extractive-summarization":
-        from multihead.tasks.extractive import summarize_extractive
+    from multihead.tasks.registry import task_of_model
 
-        for sentences in summarize_extractive(args.model_dir, texts, k=args.sentences):
-            print(" ".join(sentences))
-        return 0
-    return _translate(args)
-
-
-def evaluate_generation_model(model_dir: str, *, split: str, data: str | None, references: str | None,
-                              options: dict[str, Any], limit: int | None = None) -> dict[str, Any]:
-    """BLEU/chrF (translation), ROUGE (summarisation) or perplexity (language model) of a saved model."""
-    task = model_task(model_dir)
-    if task == "language-model":
-        from multihead.tasks.text_generator import evaluate_language_model
-
-        return evaluate_language_model(model_dir, split=split, file=data)
-    if task == "extractive-summarization":
-        from multihead.tasks.extractive import evaluate_extractive
-
-        return evaluate_extractive(model_dir, split=split)
-    from multihead.tasks.seq2seq_eval import evaluate_seq2seq
-
-    if data is not None and references is None:
-        raise ValueError("a translation or summarisation model scores DATA against --references FILE "
-                         "(line-aligned), or a split of its own data set with --split")
-    pair = None if data is None else (data, str(references))
-    return evaluate_seq2seq(model_dir, split=split, data=pair, decoding=options, limit=limit)
+    task = task_of_model(args.model_dir)
+    if task.summarize is None:  # an encoder-decoder: summaries are decoded like translations
+        return _translate(args)
+    for summary in task.summarize(args.model_dir, texts, sentences=args.sentences):
+        print(summary)
+    return 0
 
 
 def add_generation_commands(commands: Any) -> None:
@@ -163,11 +131,3 @@ def add_generation_commands(commands: Any) -> None:
     summarize.add_argument("--sentences", type=int, help="extractive: sentences to pick (default: the model's)")
     _decoding_options(summarize, beams=4)
     summarize.set_defaults(run=_summarize)
-
-
-def print_generation_report(report: dict[str, Any], *, show: int = 3) -> None:
-    """Scores first, then a few outputs."""
-    hypotheses = report.pop("hypotheses", None)
-    print(json.dumps(report, indent=2))
-    for text in (hypotheses or [])[:show]:
-        print("  " + text)

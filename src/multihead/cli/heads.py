@@ -7,6 +7,8 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from multihead.errors import ConfigError
+
 __all__ = ["add_heads_commands"]
 
 
@@ -14,7 +16,6 @@ def _heads(args: argparse.Namespace) -> int:
     from multihead.inspect.importance import attention_modules, head_importance
     from multihead.inspect.pruning import largest_within
     from multihead.inspect.pruning_report import (
-        load_head_study,
         prune_and_save,
         study_curve,
         write_curve,
@@ -28,7 +29,13 @@ def _heads(args: argparse.Namespace) -> int:
     if not 0.0 < args.step <= 1.0:
         raise ValueError(f"--step must be in (0, 1], got {args.step}")
     splits = ["data" if args.data else args.split, *[s for s in args.also_split if s != args.split]]
-    study = load_head_study(args.model_dir, splits=splits, data=args.data, references=args.references,
+    from multihead.tasks.registry import task_of_model
+
+    task = task_of_model(args.model_dir)
+    if task.head_study is None:
+        raise ConfigError(f"{args.model_dir}: multihead heads scores classifiers and translation models; this "
+                          f"model's task is {task.name!r}")
+    study = task.head_study(args.model_dir, splits=splits, data=args.data, references=args.references,
                             text_field=args.text_field, label_field=args.label_field, num_beams=args.num_beams,
                             limit=args.limit)
     out = Path(args.out)

@@ -14,6 +14,8 @@ from multihead.cli.generate import add_generation_commands
 from multihead.cli.heads import add_heads_commands
 from multihead.cli.inspect import add_inspect_commands
 from multihead.cli.interop import add_interop_commands
+from multihead.errors import ConfigError
+from multihead.tasks.reports import classification_lines
 
 __all__ = ["build_parser", "main"]
 
@@ -39,22 +41,6 @@ examples:
 """
 
 
-def _print_report(report: dict[str, Any]) -> None:
-    interval = report.get("accuracy_interval")
-    sure = f" (95% interval {interval[0]:.3f}-{interval[1]:.3f})" if interval else ""
-    print(f"accuracy {report['accuracy']:.4f}{sure}   macro-F1 {report['macro_f1']:.4f}   "
-          f"examples {report['examples']:,}")
-    names = report["labels"]
-    width = max(len(name) for name in names) + 2
-    print("per class:" + "".join(f"\n  {name:<{width}} precision {s['precision']:.3f}  recall {s['recall']:.3f}  "
-                                 f"F1 {s['f1']:.3f}  support {s['support']}"
-                                 for name, s in report["per_class"].items()))
-    print("confusion matrix (rows = true, columns = predicted):")
-    print(" " * (width + 2) + "".join(f"{name[:8]:>9}" for name in names))
-    for name, row in zip(names, report["confusion_matrix"], strict=True):
-        print(f"  {name:<{width}}" + "".join(f"{count:>9}" for count in row))
-
-
 def _demo(args: argparse.Namespace) -> int:
     from multihead.demo import DEMO_CONFIG, run_demo
 
@@ -70,7 +56,7 @@ def _demo(args: argparse.Namespace) -> int:
           f"at step {training.best_step}")
     if training.test_report is not None:
         print("test split (reported once, with the best-on-validation model):")
-        _print_report(training.test_report)
+        print("\n".join(classification_lines(training.test_report)))
     print("\nnew sentences:")
     for prediction in result.predictions:
         print(f"  {prediction.label:<14} {prediction.probabilities[prediction.label]:.2f}  {prediction.text}")
@@ -83,89 +69,47 @@ def _demo(args: argparse.Namespace) -> int:
 
 def _train(args: argparse.Namespace) -> int:
     from multihead.experiment import load_experiment
+    from multihead.tasks.registry import get_task
 
     overrides = list(args.set or [])
     if args.output_dir:
         overrides.append(f"output_dir={args.output_dir}")
     config = load_experiment(args.config, overrides)
-    if config.task in ("translation", "abstractive-summarization"):
-        from multihead.tasks.seq2seq import train_seq2seq
-
-        trained = train_seq2seq(config, resume=args.resume)
-        print(f"trained in {trained.seconds:.0f} s; best validation {config.training.metric} "
-              f"{trained.best_validation:.4f} at step {trained.best_step}; model: {trained.output_dir / 'best'}")
-        print(f"evaluate: multihead eval {trained.output_dir / 'best'} --split test")
-        return 0
-    if config.task == "extractive-summarization":
-        from multihead.tasks.extractive import train_extractive
-
-        extractive = train_extractive(config, resume=args.resume, test=not args.no_test)
-        print(f"trained in {extractive.seconds:.0f} s; best validation sentence F1 {extractive.best_validation:.4f} "
-              f"at step {extractive.best_step}; selection {extractive.selection}; "
-              f"model: {extractive.output_dir / 'best'}")
-        if extractive.test_report is not None:
-            print("test split (ROUGE F1):\n" + json.dumps(extractive.test_report, indent=2))
-        return 0
-    if config.task == "language-model":
-        from multihead.tasks.language_model import train_language_model
-
-        lm = train_language_model(config, resume=args.resume)
-        scores = lm.validation or {}
-        print(f"trained in {lm.seconds:.0f} s; best validation loss {lm.best_validation:.4f} nats per token "
-              f"(perplexity {scores.get('perplexity', float('nan')):.2f}, "
-              f"{scores.get('bits_per_character', float('nan')):.3f} bits per character) at step {lm.best_step}; "
-              f"model: {lm.output_dir / 'best'}")
-        print(f"sample: multihead generate {lm.output_dir / 'best'} --prompt 'ROMEO:' --do-sample")
-        return 0
-    from multihead.tasks.classification import train_classifier
-
-    result = train_classifier(config, resume=args.resume, report_test=not args.no_test)
-    print(f"trained in {result.seconds:.0f} s; best validation {config.training.metric} "
-          f"{result.best_validation:.4f} at step {result.best_step}; model: {result.output_dir / 'best'}")
-    if result.test_report is not None:
-        print("test split:")
-        _print_report(result.test_report)
-    return 0
+    task = get_task(config.task)
+    result = task.train(config, resume=args.resume, test=not args.no_test, log=print)
+    print("\n".join(task.result_lines(result)))
+    return 130 if result.interrupted else 0
 
 
 def _eval(args: argparse.Namespace) -> int:
-    from multihead.cli.generate import evaluate_generation_model, model_task, print_generation_report
-
-    if model_task(args.model_dir) != "classification":
-        if args.against is not None:
-            raise ValueError(f"--against compares classifiers; {args.model_dir} is a "
-                             f"{model_task(args.model_dir)} model")
-        options = {"num_beams": args.num_beams, "length_penalty": args.length_penalty}
-        report = evaluate_generation_model(args.model_dir, split=args.split, data=args.data,
-                                           references=args.references,
-                                           options={k: v for k, v in options.items() if v is not None},
-                                           limit=args.limit)
-        if args.json:
-            print(json.dumps(report, indent=2))
-        else:
-            print_generation_report(report)
-        return 0
     from multihead.metrics import compare_reports, verdict
-    from multihead.tasks.classification import evaluate_classifier, evaluate_classifier_split
+    from multihead.tasks.registry import task_of_model
+
+    task = task_of_model(args.model_dir)
+    if args.against is not None and not task.paired:
+        raise ConfigError(f"--against compares classifiers; {args.model_dir} is a {task.name} model")
+    options = {"num_beams": args.num_beams, "length_penalty": args.length_penalty}
 
     def score(model_dir: str) -> dict[str, Any]:
-        paired = args.against is not None
-        if args.data is None:
-            return evaluate_classifier_split(model_dir, args.split, with_predictions=paired)
-        return evaluate_classifier(model_dir, args.data, text_field=args.text_field, label_field=args.label_field,
-                                   with_predictions=paired)
+        return task.evaluate(model_dir, split=args.split, data=args.data, references=args.references,
+                             options={k: v for k, v in options.items() if v is not None}, limit=args.limit,
+                             fields=(args.text_field, args.label_field), with_predictions=args.against is not None)
 
     report = score(args.model_dir)
     if args.against is not None:
+        other_task = task_of_model(args.against)
+        if other_task is not task:
+            raise ConfigError(f"--against {args.against} is a {other_task.name} model; {args.model_dir} is a "
+                              f"{task.name} model")
         other = score(args.against)
         report["against"] = {"model_dir": args.against, "accuracy": other["accuracy"],
                              "accuracy_interval": other["accuracy_interval"], **compare_reports(report, other)}
-        for key in ("predictions", "targets"):
-            report.pop(key)
+        for key in ("predictions", "targets", "example_ids"):
+            report.pop(key, None)
     if args.json:
         print(json.dumps(report, indent=2))
         return 0
-    _print_report(report)
+    print("\n".join(task.report_lines(report)))
     if args.against is not None:
         paired, (low, high) = report["against"], report["against"]["accuracy_interval"]
         print(f"against {args.against}: accuracy {paired['accuracy']:.4f} (95% interval {low:.3f}-{high:.3f}); "
@@ -237,8 +181,8 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--num-beams", type=int, help="beam size for translation and summarisation (default 4)")
     evaluate.add_argument("--length-penalty", type=float, help="beam length penalty (default: the model's)")
     evaluate.add_argument("--limit", type=int, help="score only the first N examples")
-    evaluate.add_argument("--text-field", default="text", help="text column or key (default text)")
-    evaluate.add_argument("--label-field", default="label", help="label column or key (default label)")
+    evaluate.add_argument("--text-field", help="text column or key (default: the one the model was trained with)")
+    evaluate.add_argument("--label-field", help="label column or key (default: the one the model was trained with)")
     evaluate.add_argument("--against", metavar="OTHER_MODEL_DIR", help="classifiers: also score this model on the "
                           "same examples and test whether the two differ (exact McNemar test)")
     evaluate.add_argument("--json", action="store_true", help="print the report as JSON")

@@ -10,7 +10,6 @@ architectures and sizes (random weights: time and memory do not depend on the va
 from __future__ import annotations
 
 import json
-import math
 import time
 from collections.abc import Callable
 from dataclasses import replace
@@ -21,7 +20,9 @@ from torch import nn
 
 from multihead.compare.config import CompareConfig
 from multihead.compare.measure import Measured, TaskInputs, count_parameters, measure_models
+from multihead.errors import ConfigError
 from multihead.experiment import ExperimentConfig
+from multihead.tasks.registry import get_task
 
 __all__ = ["CompareResult", "fresh_copy", "run_compare"]
 
@@ -42,36 +43,15 @@ def fresh_copy(model: nn.Module, *, max_length: int) -> nn.Module:
 def _train_task(experiment: ExperimentConfig, *, decoding: dict[str, Any], log: Callable[[str], None]
                 ) -> dict[str, Any]:
     """Train one architecture; its quality figures and the best model directory."""
-    task = experiment.task
-    if task == "classification":
-        from multihead.tasks.classification import train_classifier
-
-        result = train_classifier(experiment, log=log)
-        test = result.test_report or {}
-        return {"best_step": result.best_step, "seconds": result.seconds, "metric": "accuracy",
-                "validation": {experiment.training.metric: result.best_validation},
-                "test": {key: test[key] for key in ("accuracy", "accuracy_interval", "macro_f1") if key in test}}
-    if task == "translation":
-        from multihead.tasks.seq2seq import train_seq2seq
-        from multihead.tasks.seq2seq_eval import evaluate_seq2seq
-
-        result = train_seq2seq(experiment, log=log)
-        scores: dict[str, Any] = {"best_step": result.best_step, "seconds": result.seconds, "metric": "bleu",
-                                  "validation": {experiment.training.metric: result.best_validation}}
-        for split in ("validation", "test"):
-            report = evaluate_seq2seq(Path(experiment.output_dir) / "best", split=split, decoding=decoding)
-            scores.setdefault(split, {}).update(bleu=report["bleu"], chrf=report["chrf"],
-                                                decoding_seconds=report["seconds"])
-            scores["bleu_signature"] = report["bleu_signature"]
-        return scores
-    if task == "language-model":
-        from multihead.tasks.language_model import train_language_model
-
-        result = train_language_model(experiment, log=log)
-        loss = result.best_validation
-        return {"best_step": result.best_step, "seconds": result.seconds, "metric": "perplexity",
-                "validation": {"loss": loss, "perplexity": math.exp(loss) if loss is not None else None}}
-    raise ValueError(f"multihead compare handles classification, translation and language-model, not {task!r}")
+    task = get_task(experiment.task)
+    if task.compare_scores is None:
+        raise ConfigError(f"multihead compare cannot compare {task.name} models")
+    result = task.train(experiment, resume=False, test=True, log=log)
+    scores = {"best_step": result.best_step, "seconds": result.seconds,
+              "validation": {experiment.training.metric: result.best_validation}}
+    figures = task.compare_scores(experiment, result, decoding)
+    scores["validation"] = figures.pop("validation", scores["validation"])
+    return {**scores, **figures}
 
 
 def _paired_tests(config: CompareConfig) -> dict[str, dict[str, float]]:
@@ -126,8 +106,8 @@ def run_compare(config: CompareConfig, *, log: Callable[[str], None] = print) ->
                                   rounds=settings.rounds, train_batch=train_batch,
                                   train_length=settings.train_length, threads=settings.threads, log=log)
     tested = all("accuracy" in q.get("test", {}) for q in quality.values())
-    significance = _paired_tests(config) if config.task == "classification" and config.probe is None and tested \
-        else None
+    paired = config.probe is None and get_task(config.task).paired
+    significance = _paired_tests(config) if paired and tested else None
     result = write_report(config, quality=quality, measured=measured, seconds=time.perf_counter() - started,
                           significance=significance)
     log(f"wrote {output_dir / 'report.md'}")

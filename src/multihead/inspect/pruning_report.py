@@ -1,16 +1,14 @@
 """Head importance and pruning of a saved model on its data: the tables, plots and pruned model that
 ``multihead heads`` writes. Classifiers are scored by accuracy, translation models by sacreBLEU BLEU.
 
-The data and metrics come from :mod:`multihead.tasks` (``load_splits``/``encode_split``/``ClassificationTask``
-for classifiers; ``load_seq2seq``/``load_pairs``/``encode_pairs``/``Seq2SeqTask`` and sacreBLEU for
-translation); nothing is re-implemented here.
+A :class:`HeadStudy` (the model, its data and its scoring) comes from the task layer
+(:mod:`multihead.tasks.head_studies`, found through the task registry); this module only analyses it.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
-import shutil
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -23,7 +21,7 @@ from torch import Tensor, nn
 from multihead.inspect.importance import attention_modules, head_importance
 from multihead.inspect.pruning import PruningStep, heads_to_prune, prune_heads, pruning_curve
 
-__all__ = ["HeadStudy", "load_head_study", "measure_speed", "prune_and_save", "study_curve", "write_curve",
+__all__ = ["HeadStudy", "measure_speed", "prune_and_save", "study_curve", "write_curve",
            "write_importance"]
 
 
@@ -47,118 +45,6 @@ class HeadStudy:
     evaluate: Callable[[nn.Module, str], dict[str, float]]
     run: Callable[[nn.Module, str], int]
     save: Callable[[nn.Module, Path], Path]
-
-
-def load_head_study(model_dir: str | Path, *, splits: list[str], data: str | None = None,
-                    references: str | None = None, text_field: str = "text", label_field: str = "label",
-                    num_beams: int = 1, limit: int | None = None) -> HeadStudy:
-    """The model of ``model_dir`` with ``splits`` of its recorded data set, or ``data`` (a labelled file for a
-    classifier, a source file with ``references`` for a translation model) under the name ``data``."""
-    from multihead.cli.generate import model_task
-
-    task = model_task(model_dir)
-    if task == "classification":
-        return _classifier_study(Path(model_dir), splits, data, text_field, label_field, limit)
-    if task == "translation":
-        return _translation_study(Path(model_dir), splits, data, references, num_beams, limit)
-    raise ValueError(f"{model_dir}: multihead heads scores classifiers and translation models; this model's task "
-                     f"is {task!r}")
-
-
-def _classifier_study(model_dir: Path, splits: list[str], data: str | None, text_field: str, label_field: str,
-                      limit: int | None) -> HeadStudy:
-    from multihead.data import read_examples
-    from multihead.experiment import recorded_split
-    from multihead.model_dir import load_model_dir, save_model_dir
-    from multihead.tasks.classification import ClassificationTask, encode_split, load_splits
-
-    loaded = load_model_dir(model_dir)
-    if loaded.tokenizer is None or loaded.labels is None:
-        raise ValueError(f"{model_dir}: a classifier directory needs tokenizer.json and labels.json")
-    max_length = int(loaded.config.get("experiment", {}).get("data", {}).get("max_length", 512))
-    encoded = {}
-    for split in splits:
-        examples = (list(read_examples(data, text_field=text_field, label_field=label_field)) if split == "data"
-                    else recorded_split(loaded.config, split, load_splits, where=model_dir))
-        encoded[split] = encode_split(examples[:limit] if limit else examples, tokenizer=loaded.tokenizer,
-                                      labels=loaded.labels, max_length=max_length)
-    task, pad_id = ClassificationTask(label_names=loaded.labels.names), loaded.tokenizer.pad_id
-
-    def batches(split: str) -> Iterable[Any]:
-        return encoded[split].batches(batch_size=64, pad_id=pad_id)
-
-    def evaluate(model: nn.Module, split: str) -> dict[str, float]:
-        with torch.no_grad():
-            return task.evaluate(model.eval(), batches(split))
-
-    def run(model: nn.Module, split: str) -> int:
-        tokens = 0
-        with torch.inference_mode():
-            for batch in batches(split):
-                model(batch["ids"], mask=batch["mask"])
-                tokens += int(batch["mask"].sum())
-        return tokens  # real (not padding) tokens classified
-
-    def save(model: nn.Module, directory: Path) -> Path:
-        extra = {k: v for k, v in loaded.config.items()
-                 if k not in ("format", "format_version", "architecture", "architecture_args", "model")}
-        return save_model_dir(directory, model=model, tokenizer=loaded.tokenizer, labels=loaded.labels, extra=extra)
-
-    return HeadStudy(model=loaded.model, metric="accuracy", splits=splits, batches=batches, loss=task.loss,
-                     evaluate=evaluate, run=run, save=save)
-
-
-def _translation_study(model_dir: Path, splits: list[str], data: str | None, references: str | None,
-                       num_beams: int, limit: int | None) -> HeadStudy:
-    from multihead.data import read_parallel
-    from multihead.experiment import recorded_split
-    from multihead.generation import generate
-    from multihead.model_dir import save_model_dir
-    from multihead.tasks.seq2seq import Seq2SeqTask, encode_pairs, load_pairs
-    from multihead.tasks.seq2seq_eval import load_seq2seq
-    from multihead.text_metrics import bleu, chrf
-
-    loaded = load_seq2seq(model_dir)
-    pairs = {}
-    for split in splits:
-        if split == "data":
-            if references is None:
-                raise ValueError("a translation model is scored on DATA against --references FILE (line-aligned)")
-            chosen = list(read_parallel(str(data), references))
-        else:
-            chosen = recorded_split(loaded.config, split, load_pairs, where=model_dir)
-        pairs[split] = chosen[:limit] if limit else chosen
-    encoded = {split: encode_pairs(chosen, source_tokenizer=loaded.source_tokenizer,
-                                   target_tokenizer=loaded.target_tokenizer,
-                                   max_source_length=loaded.max_source_length,
-                                   max_target_length=loaded.max_target_length) for split, chosen in pairs.items()}
-    generation = loaded.generation_config(num_beams=num_beams)
-    pad_id = loaded.target_tokenizer.pad_id
-    assert pad_id is not None
-
-    def translate(model: nn.Module, split: str) -> list[str]:
-        return dataclasses.replace(loaded, model=model)([p.text for p in pairs[split]], generation=generation)
-
-    def evaluate(model: nn.Module, split: str) -> dict[str, float]:
-        hypotheses, references_ = translate(model, split), [p.label or "" for p in pairs[split]]
-        return {"bleu": bleu(hypotheses, references_).score, "chrf": chrf(hypotheses, references_).score}
-
-    def run(model: nn.Module, split: str) -> int:
-        with torch.inference_mode():
-            results = generate(model, loaded.encode_sources([p.text for p in pairs[split]]), generation)
-        return sum(len(best.tokens) + int(best.finished) for best, *_ in results)  # tokens generated, EOS included
-
-    def save(model: nn.Module, directory: Path) -> Path:
-        extra = {k: v for k, v in loaded.config.items()
-                 if k not in ("format", "format_version", "architecture", "architecture_args", "model")}
-        written = save_model_dir(directory, model=model, tokenizer=loaded.source_tokenizer, extra=extra)
-        if (model_dir / "target_tokenizer.json").is_file():
-            shutil.copyfile(model_dir / "target_tokenizer.json", written / "target_tokenizer.json")
-        return written
-
-    return HeadStudy(model=loaded.model, metric="bleu", splits=splits,
-                     batches=lambda split: encoded[split].batches(batch_size=32, pad_id=pad_id),
-                     loss=Seq2SeqTask().loss, evaluate=evaluate, run=run, save=save)
 
 
 def study_curve(study: HeadStudy, *, step: float, recompute: bool, up_to: float = 1.0,

@@ -193,6 +193,7 @@ class ExtractiveResult:
     validation_report: dict[str, Any]
     test_report: dict[str, Any] | None
     seconds: float
+    interrupted: bool = False
 
 
 def load_articles(config: ExperimentConfig) -> dict[str, list[Article]]:
@@ -336,7 +337,7 @@ def train_extractive(config: ExperimentConfig, *, resume: bool = False, log: Cal
         write_json_atomic(output_dir / "test_metrics.json", test_report)
     return ExtractiveResult(output_dir=output_dir, best_validation=result.best_metric, best_step=result.best_step,
                             selection=rule, validation_report=validation_report, test_report=test_report,
-                            seconds=time.perf_counter() - started)
+                            seconds=time.perf_counter() - started, interrupted=result.interrupted)
 
 
 def _load(model_dir: str | Path) -> tuple[nn.Module, Tokenizer, dict[str, Any]]:

@@ -109,6 +109,7 @@ class LanguageModelResult:
     best_step: int | None
     validation: dict[str, float] | None
     seconds: float
+    interrupted: bool = False
 
 
 def load_texts(config: ExperimentConfig) -> dict[str, str]:
@@ -211,4 +212,5 @@ def train_language_model(
     result = trainer.fit(resume=resume)
     best = next((e for e in result.evaluations if e["step"] == result.best_step), None)
     return LanguageModelResult(output_dir=output_dir, best_validation=result.best_metric,
-                               best_step=result.best_step, validation=best, seconds=time.perf_counter() - started)
+                               best_step=result.best_step, validation=best, seconds=time.perf_counter() - started,
+                               interrupted=result.interrupted)

@@ -93,6 +93,7 @@ class Seq2SeqResult:
     best_step: int | None
     seconds: float
     skipped_rows: int
+    interrupted: bool = False
 
 
 def load_pairs(config: ExperimentConfig, *, report: ReadReport | None = None) -> dict[str, list[Example]]:
@@ -244,4 +245,5 @@ def train_seq2seq(
     )
     result = trainer.fit(resume=resume)
     return Seq2SeqResult(output_dir=output_dir, best_validation=result.best_metric, best_step=result.best_step,
-                         seconds=time.perf_counter() - started, skipped_rows=report.skipped)
+                         seconds=time.perf_counter() - started, skipped_rows=report.skipped,
+                         interrupted=result.interrupted)

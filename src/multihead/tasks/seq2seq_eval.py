@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -92,10 +92,12 @@ def load_seq2seq(model_dir: str | Path) -> Seq2SeqModel:
 
 def evaluate_seq2seq(model_dir: str | Path, *, split: str = "test", data: tuple[str, str] | None = None,
                      decoding: Mapping[str, Any] | None = None, batch_size: int = 32,
-                     limit: int | None = None) -> dict[str, Any]:
+                     limit: int | None = None,
+                     score: Callable[[list[str], list[str]], dict[str, Any]] | None = None) -> dict[str, Any]:
     """Decode a split of the model's own data set (or ``data``: a source file and a reference file) and score it.
 
-    Translation gets sacreBLEU's BLEU and chrF with their signatures; summarisation gets ROUGE-1/2/L F1.
+    ``score(hypotheses, references)`` gives the figures: :func:`bleu_chrf_scores` (the default: sacreBLEU's
+    BLEU and chrF with their signatures) or :func:`rouge_scores` (ROUGE-1/2/L F1, for summaries).
     ``decoding`` holds ``GenerationConfig`` options on top of :meth:`Seq2SeqModel.generation_config`'s.
 
     Returns:
@@ -103,8 +105,6 @@ def evaluate_seq2seq(model_dir: str | Path, *, split: str = "test", data: tuple[
     """
     from multihead.data import read_parallel
     from multihead.tasks.seq2seq import load_pairs
-    from multihead.text_metrics import bleu, chrf, rouge
-
     model = load_seq2seq(model_dir)
     task = model.config.get("task", "translation")
     if data is not None:
@@ -118,11 +118,22 @@ def evaluate_seq2seq(model_dir: str | Path, *, split: str = "test", data: tuple[
     seconds = time.perf_counter() - started
     report: dict[str, Any] = {"task": task, "split": split if data is None else str(data[0]),
                               "sentences": len(pairs), "seconds": seconds}
-    if task == "abstractive-summarization":
-        report["rouge"] = rouge(hypotheses, references)
-    else:
-        scored_bleu, scored_chrf = bleu(hypotheses, references), chrf(hypotheses, references)
-        report.update(bleu=scored_bleu.score, bleu_signature=scored_bleu.signature,
-                      chrf=scored_chrf.score, chrf_signature=scored_chrf.signature)
+    report.update((score or bleu_chrf_scores)(hypotheses, references))
     report["hypotheses"] = hypotheses
     return report
+
+
+def bleu_chrf_scores(hypotheses: list[str], references: list[str]) -> dict[str, Any]:
+    """sacreBLEU's BLEU and chrF of detokenised outputs, with their signatures."""
+    from multihead.text_metrics import bleu, chrf
+
+    scored_bleu, scored_chrf = bleu(hypotheses, references), chrf(hypotheses, references)
+    return {"bleu": scored_bleu.score, "bleu_signature": scored_bleu.signature,
+            "chrf": scored_chrf.score, "chrf_signature": scored_chrf.signature}
+
+
+def rouge_scores(hypotheses: list[str], references: list[str]) -> dict[str, Any]:
+    """ROUGE-1/2/L F1 (with stemming) under the report key ``rouge``."""
+    from multihead.text_metrics import rouge
+
+    return {"rouge": rouge(hypotheses, references)}
