@@ -103,6 +103,13 @@ class CompareConfig:
     def task(self) -> str:
         return "probe" if self.probe is not None else next(iter(self.experiments.values())).task
 
+    @property
+    def model_inputs(self) -> str:
+        """How the compared models are fed (the probe's are classifiers); see ``Task.model_inputs``."""
+        from multihead.tasks.registry import get_task
+
+        return "classification" if self.probe is not None else get_task(self.task).model_inputs
+
 
 _TOP_KEYS = {"title", "output_dir", "base", "experiment", "architectures", "measure", "decoding", "probe", "training"}
 

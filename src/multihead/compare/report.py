@@ -199,10 +199,10 @@ def write_report(config: CompareConfig, *, quality: dict[str, dict[str, Any]], m
                   "meet the same load) of the process's CPU time, which other processes disturb far less than "
                   "the wall clock. Training throughput: forward, loss, backward and an AdamW step on a batch of "
                   f"{train_batch} x {settings.train_length} tokens"
-                  + (" (source and target each)" if config.task == "translation" else "") + ". Inference: one "
+                  + (" (source and target each)" if config.model_inputs == "translation" else "") + ". Inference: one "
                   f"forward pass over a batch of {settings.batch_size} sequences of each length"
                   + (", source and target both that long (teacher forcing, no decoding)"
-                     if config.task == "translation" else "") + ". Memory: the peak of the bytes torch's CPU "
+                     if config.model_inputs == "translation" else "") + ". Memory: the peak of the bytes torch's CPU "
                   "allocator holds during that pass beyond what it held before (activations and workspaces; "
                   "weights excluded), from torch.profiler's allocation records.", "",
                   "| architecture | parameters | training tokens/s | " + " | ".join(

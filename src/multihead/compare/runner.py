@@ -67,8 +67,7 @@ def _paired_tests(config: CompareConfig) -> dict[str, dict[str, float]]:
             for i, a in enumerate(labels) for b in labels[i + 1:]}
 
 
-def _task_inputs(task: str, model: nn.Module) -> TaskInputs:
-    kind = "classification" if task in ("classification", "probe") else task
+def _task_inputs(kind: str, model: nn.Module) -> TaskInputs:
     return TaskInputs(kind=kind, vocab_size=model.config.vocab_size, pad_id=model.config.pad_id)
 
 
@@ -100,7 +99,7 @@ def run_compare(config: CompareConfig, *, log: Callable[[str], None] = print) ->
         settings = config.measure
         log(f"== measuring speed and memory ({settings.rounds} interleaved rounds, {settings.threads} thread(s))")
         models = {label: (fresh_copy(model, max_length=max(*settings.lengths, settings.train_length)),
-                          _task_inputs(config.task, model)) for label, model in trained.items()}
+                          _task_inputs(config.model_inputs, model)) for label, model in trained.items()}
         train_batch = next(iter(config.experiments.values())).training.batch_size
         measured = measure_models(models, lengths=settings.lengths, batch_size=settings.batch_size,
                                   rounds=settings.rounds, train_batch=train_batch,

@@ -118,7 +118,7 @@ def _translation_study(model_dir: str | Path, **options: Any) -> Any:
 
 TRANSLATION = Task(
     name="translation", train=_train_seq2seq, evaluate=_evaluate_seq2seq, report_lines=scores_then_outputs,
-    compare_scores=_compare_translation, head_study=_translation_study,
+    compare_scores=_compare_translation, head_study=_translation_study, model_inputs="translation",
     next_steps=lambda best: [f'multihead translate {best} "A dog runs on the beach." --stream',
                              f"multihead eval {best} --split test"],
 )
@@ -196,6 +196,6 @@ def _compare_language_model(config: Any, result: TaskResult, decoding: Mapping[s
 
 LANGUAGE_MODEL = Task(
     name="language-model", train=_train_language_model, evaluate=_evaluate_language_model, report_lines=json_lines,
-    compare_scores=_compare_language_model,
+    compare_scores=_compare_language_model, model_inputs="language-model",
     next_steps=lambda best: [f"multihead generate {best} --prompt 'ROMEO:' --do-sample"],
 )

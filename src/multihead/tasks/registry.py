@@ -69,6 +69,9 @@ class Task:
         summarize: ``(model_dir, texts, *, sentences) -> summaries`` for a summariser that does not decode like a
             translator (extractive); None: ``multihead summarize`` decodes with the model's generation config.
         paired: evaluation reports carry per-example predictions that ``eval --against`` can pair.
+        model_inputs: how a model of the task is fed when ``multihead compare`` measures it: ``classification``
+            (``model(ids, mask=)``), ``translation`` (``model(source, target)``) or ``language-model``
+            (``model(ids)``); see :class:`multihead.compare.measure.TaskInputs`.
     """
 
     name: str
@@ -80,6 +83,7 @@ class Task:
     head_study: Callable[..., Any] | None = None
     summarize: Callable[..., list[str]] | None = None
     paired: bool = False
+    model_inputs: str = "classification"
 
     def result_lines(self, result: TaskResult) -> list[str]:
         """The lines ``multihead train`` prints after training."""
