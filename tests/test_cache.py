@@ -208,3 +208,22 @@ def test_decoder_cache_reorder_and_reset() -> None:
     cache.reset()
     assert cache.length == 0
     assert all(c.length == 0 for c in cache.self_attention + (cache.cross_attention or []))
+
+
+def test_truncate_keeps_a_prefix_and_later_updates_overwrite_the_rest() -> None:
+    """After ``truncate(n)`` the cache reads as if only the first ``n`` positions had been written."""
+    cache = make_cache()
+    k1, v1 = chunk(4, seed=0)
+    k2, v2 = chunk(2, seed=1)
+    cache.update(k1, v1)
+    cache.truncate(3)
+    keys, values = cache.update(k2, v2)
+    assert torch.equal(keys, torch.cat([k1[:, :, :3], k2], dim=2))
+    assert torch.equal(values, torch.cat([v1[:, :, :3], v2], dim=2))
+    with pytest.raises(ValueError, match=r"truncate length must be in 0\.\.5"):
+        cache.truncate(6)
+    decoder = DecoderCache([make_cache(), make_cache()])
+    for layer in decoder.self_attention:
+        layer.update(k1, v1)
+    decoder.truncate(1)
+    assert decoder.length == 1 and all(layer.length == 1 for layer in decoder.self_attention)

@@ -89,6 +89,12 @@ class KVCache:
         """Forget every position; the buffers are kept."""
         self.length = 0
 
+    def truncate(self, length: int) -> None:
+        """Keep the first ``length`` positions only (a shared prompt prefix); later ones are overwritten."""
+        if not 0 <= length <= self.length:
+            raise ValueError(f"truncate length must be in 0..{self.length}, got {length}")
+        self.length = length
+
 
 class DecoderCache:
     """The caches of a decoder stack: one self-attention cache per layer and, for encoder-decoders,
@@ -140,3 +146,8 @@ class DecoderCache:
     def reset(self) -> None:
         for cache in self.self_attention + (self.cross_attention or []):
             cache.reset()
+
+    def truncate(self, length: int) -> None:
+        """Keep the first ``length`` decoded positions of every self-attention cache (cross caches stay)."""
+        for cache in self.self_attention:
+            cache.truncate(length)
