@@ -1,0 +1,16 @@
+"""Shared setup of the chat tests: the generation tests' ``tiny_models`` importable, one intra-op thread."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+from threads import one_intra_op_thread
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "generation"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+
+_one_thread = pytest.fixture(autouse=True, scope="module")(one_intra_op_thread)
