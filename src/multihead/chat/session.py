@@ -131,6 +131,8 @@ class ChatSession:
             config = self.generation.replace(**options)
         except TypeError as error:  # an unknown option
             raise ConfigError(f"unknown chat option in {sorted(options)}; expected GenerationConfig fields") from error
+        except ValueError as error:  # a bad value
+            raise ConfigError(str(error)) from error
         if config.num_beams != 1 or config.num_return_sequences != 1:
             raise ConfigError("a chat turn decodes one reply (greedy or sampled); num_beams and "
                               "num_return_sequences must be 1")

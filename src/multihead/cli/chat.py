@@ -109,11 +109,14 @@ def _reply(session: ChatSession, text: str, options: dict[str, Any], stdout: Tex
 
 def _chat(args: argparse.Namespace) -> int:
     from multihead.chat import load_chat_model
+    from multihead.errors import ConfigError
     from multihead.generation import GenerationConfig
 
-    options = sampling_options(args)
+    try:
+        generation = GenerationConfig(**{"max_new_tokens": 512, **sampling_options(args)})
+    except ValueError as error:  # a bad flag, before the model is read
+        raise ConfigError(str(error)) from error
     chat_model = load_chat_model(args.model)
-    generation = GenerationConfig(**{"max_new_tokens": 512, **options})  # errors in the flags show here
     session = chat_model.session(system=args.system, generation=generation, max_length=args.context,
                                  on_notice=lambda notice: print(f"({notice})", file=sys.stderr))
     return chat_loop(session, {}, stdin=sys.stdin, stdout=sys.stdout, stderr=sys.stderr)
