@@ -64,6 +64,7 @@ def test_grouped_query_heads_and_all_at_once() -> None:
     config = GenerationConfig(max_new_tokens=10, eos_id=5)
     expected = [alone(model, prompt, config) for prompt in PROMPTS]
     with Scheduler(model, slots=8) as scheduler:
+        assert scheduler.cache_bytes == 2 * 2 * 8 * 2 * 64 * 8 * 4  # K and V, layers, slots, Hkv, context, Dh, fp32
         handles = [scheduler.submit(prompt, config) for prompt in PROMPTS]
         assert [(h.result(timeout=60).tokens, h.result().stop_token) for h in handles] == expected
 

@@ -135,6 +135,11 @@ class Scheduler:
         """Context of each row: prompt tokens + generated tokens - 1 must fit it."""
         return self._cache.max_length
 
+    @property
+    def cache_bytes(self) -> int:
+        """Memory of the preallocated key/value rows (``slots x max_length`` positions of every layer)."""
+        return self._cache.nbytes
+
     def room(self, prompt_length: int) -> int:
         """The most ``max_new_tokens`` a prompt of ``prompt_length`` tokens can ask for (0: it does not fit)."""
         return max(self.max_length - prompt_length + 1, 0) if prompt_length < self.max_length else 0

@@ -91,6 +91,11 @@ class SlotCache:
     def max_length(self) -> int:
         return self.layers[0].max_length if self.layers else 0
 
+    @property
+    def nbytes(self) -> int:
+        """Memory held by the key and value buffers of every layer."""
+        return sum(layer.keys.nbytes + layer.values.nbytes for layer in self.layers)
+
     def plan_prefill(self, row: int, count: int) -> Tensor:
         """Prepare the next forward to append ``count`` tokens to ``row``; returns their positions ``(T,)``."""
         start = self.lengths[row]
