@@ -8,6 +8,8 @@ import threading
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from tiny_models import VOCAB, tiny_lm
 
 from multihead import DecoderLM
@@ -233,3 +235,18 @@ def test_a_failing_forward_fails_its_requests_and_the_scheduler_goes_on() -> Non
         with pytest.raises(RuntimeError, match="simulated"):
             scheduler.submit([3], config).result(timeout=60)
         assert scheduler.submit([3], config).result(timeout=60).tokens == alone(model, [3], config)[0]
+
+
+@settings(deadline=None, max_examples=8)
+@given(prompts=st.lists(st.lists(st.integers(3, VOCAB - 1), min_size=1, max_size=12), min_size=1, max_size=6),
+       lengths=st.lists(st.integers(1, 10), min_size=6, max_size=6), slots=st.integers(1, 4),
+       chunk=st.integers(1, 8), every=st.integers(1, 3))
+def test_any_mix_of_requests_slots_and_chunks_matches_generate(
+    prompts: list[list[int]], lengths: list[int], slots: int, chunk: int, every: int
+) -> None:
+    model = tiny_lm()
+    requests = [(prompt, GenerationConfig(max_new_tokens=n, eos_id=5)) for prompt, n in zip(prompts, lengths,
+                                                                                            strict=False)]
+    expected = [alone(model, prompt, config) for prompt, config in requests]
+    with Scheduler(model, slots=slots, prefill_chunk=chunk) as scheduler:
+        assert run_staggered(scheduler, requests, every=every) == expected
