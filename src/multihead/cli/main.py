@@ -14,6 +14,7 @@ from multihead.cli.generate import add_generation_commands
 from multihead.cli.heads import add_heads_commands
 from multihead.cli.inspect import add_inspect_commands
 from multihead.cli.interop import add_interop_commands
+from multihead.cli.serve import add_serve_commands
 from multihead.errors import ConfigError
 from multihead.tasks.reports import classification_lines
 
@@ -200,6 +201,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_compare_commands(commands)
     add_inspect_commands(commands)
     add_heads_commands(commands)
+    add_serve_commands(commands)
 
     tokenizer = commands.add_parser("tokenizer", help="tokenizer tools")
     tokenizer_commands = tokenizer.add_subparsers(dest="tokenizer_command", required=True, metavar="ACTION")
