@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import multihead
+from multihead.cli.chat import add_chat_commands
 from multihead.cli.compare import add_compare_commands
 from multihead.cli.generate import add_generation_commands
 from multihead.cli.heads import add_heads_commands
@@ -197,6 +198,7 @@ def build_parser() -> argparse.ArgumentParser:
     predict.set_defaults(run=_predict)
 
     add_generation_commands(commands)
+    add_chat_commands(commands)
     add_interop_commands(commands)
     add_compare_commands(commands)
     add_inspect_commands(commands)
