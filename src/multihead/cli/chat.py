@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 if TYPE_CHECKING:
     from multihead.chat import ChatSession
 
-__all__ = ["add_chat_commands", "chat_loop", "sampling_options"]
+__all__ = ["add_chat_commands", "chat_loop", "chat_once", "sampling_options"]
 
 HELP = "commands: /reset (forget the conversation), /save FILE [--overwrite] (JSON transcript), /exit (or Ctrl-D)"
 
@@ -107,18 +107,35 @@ def _reply(session: ChatSession, text: str, options: dict[str, Any], stdout: Tex
     stdout.flush()
 
 
-def _chat(args: argparse.Namespace) -> int:
+def _open(model: str, options: dict[str, Any], **session_options: Any) -> ChatSession:
+    """A session of ``model`` whose replies use ``options`` (flags checked before the model is read)."""
     from multihead.chat import load_chat_model
     from multihead.errors import ConfigError
     from multihead.generation import GenerationConfig
 
     try:
-        generation = GenerationConfig(**{"max_new_tokens": 512, **sampling_options(args)})
-    except ValueError as error:  # a bad flag, before the model is read
+        generation = GenerationConfig(**{"max_new_tokens": 512, **options})
+    except ValueError as error:
         raise ConfigError(str(error)) from error
-    chat_model = load_chat_model(args.model)
-    session = chat_model.session(system=args.system, generation=generation, max_length=args.context,
-                                 on_notice=lambda notice: print(f"({notice})", file=sys.stderr))
+    return load_chat_model(model).session(generation=generation, **session_options)
+
+
+def chat_once(model: str, message: str, *, system: str | None, options: dict[str, Any], stream: bool) -> int:
+    """``multihead generate MODEL --chat MESSAGE``: one turn, the reply printed (streamed with ``stream``)."""
+    session = _open(model, options, system=system)
+    if not stream:
+        print(session.send(message))
+        return 0
+    for piece in session.stream(message):
+        sys.stdout.write(piece)
+        sys.stdout.flush()
+    sys.stdout.write("\n")
+    return 0
+
+
+def _chat(args: argparse.Namespace) -> int:
+    session = _open(args.model, sampling_options(args), system=args.system, max_length=args.context,
+                    on_notice=lambda notice: print(f"({notice})", file=sys.stderr))
     return chat_loop(session, {}, stdin=sys.stdin, stdout=sys.stdout, stderr=sys.stderr)
 
 

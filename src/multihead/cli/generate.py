@@ -85,6 +85,13 @@ def _generate(args: argparse.Namespace) -> int:
     from multihead.tasks.text_generator import load_text_generator
 
     options = _options(args)
+    if args.chat is not None:  # one chat turn in the model's chat template
+        from multihead.cli.chat import chat_once
+        from multihead.errors import ConfigError
+
+        if args.prompt:
+            raise ConfigError("--prompt continues a text and --chat sends a chat message; give one of them")
+        return chat_once(args.model_dir, args.chat, system=args.system, options=options, stream=args.stream)
     generator = load_text_generator(args.model_dir)
     config = generator.generation_config(**options)
     if args.stream:
@@ -121,6 +128,9 @@ def add_generation_commands(commands: Any) -> None:
     generate = commands.add_parser("generate", help="continue a prompt with a saved language model")
     generate.add_argument("model_dir", help="a model directory (e.g. runs/lm-tinyshakespeare/best)")
     generate.add_argument("--prompt", default="", help="the text to continue (default: from scratch)")
+    generate.add_argument("--chat", metavar="MESSAGE", help="send MESSAGE as one chat turn in the model's chat "
+                          "template and print the reply (MODEL may then be a .gguf file or package:NAME)")
+    generate.add_argument("--system", help="with --chat: the system prompt")
     _decoding_options(generate, beams=1)
     generate.set_defaults(run=_generate)
 
