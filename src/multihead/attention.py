@@ -30,6 +30,8 @@ class MultiHeadAttention(nn.Module):
         n_kv_heads: key/value heads ``Hkv`` (grouped-query; 1 = multi-query); default ``n_heads``.
         d_context: width ``Dc`` of the keys' source in cross-attention; default ``d_model``.
         bias: biases on the four projections.
+        qkv_bias: biases on the query, key and value projections only; ``None`` (default) follows ``bias``
+            (Qwen2: ``bias=False, qkv_bias=True``).
         dropout: dropout on attention weights, in training mode.
         positions: a ``RotaryEmbedding`` (rotates queries and keys) or ``ALiBi`` (biases scores);
             applied in self-attention only.
@@ -51,6 +53,7 @@ class MultiHeadAttention(nn.Module):
         n_kv_heads: int | None = None,
         d_context: int | None = None,
         bias: bool = True,
+        qkv_bias: bool | None = None,
         dropout: float = 0.0,
         positions: RotaryEmbedding | ALiBi | None = None,
         head_dim: int | None = None,
@@ -85,9 +88,10 @@ class MultiHeadAttention(nn.Module):
         self.dropout = dropout
         self.positions = positions
         inner, kv_width = n_heads * self.head_dim, n_kv_heads * self.head_dim
-        self.q_proj = _linear(d_model, inner, bias=bias)
-        self.k_proj = _linear(d_context, kv_width, bias=bias)
-        self.v_proj = _linear(d_context, kv_width, bias=bias)
+        qkv_bias = bias if qkv_bias is None else qkv_bias
+        self.q_proj = _linear(d_model, inner, bias=qkv_bias)
+        self.k_proj = _linear(d_context, kv_width, bias=qkv_bias)
+        self.v_proj = _linear(d_context, kv_width, bias=qkv_bias)
         self.out_proj = _linear(inner, d_model, bias=bias)
 
     def forward(

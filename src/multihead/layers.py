@@ -75,6 +75,7 @@ class EncoderLayer(nn.Module):
         activation: ``relu``, ``gelu``, ``gelu_tanh``, ``silu`` or ``swiglu``.
         norm_first: pre-norm (True) or post-norm (False, as in Vaswani et al. and BERT).
         norm: ``layer`` or ``rms``.
+        bias: biases on every projection; ``qkv_bias`` overrides it for the query, key and value projections.
     """
 
     def __init__(
@@ -92,12 +93,14 @@ class EncoderLayer(nn.Module):
         norm: NormKind = "layer",
         eps: float = 1e-5,
         bias: bool = True,
+        qkv_bias: bool | None = None,
         positions: RotaryEmbedding | ALiBi | None = None,
     ) -> None:
         super().__init__()
         self.norm_first = norm_first
         self.self_attn = MultiHeadAttention(
-            d_model, n_heads, n_kv_heads=n_kv_heads, bias=bias, dropout=attention_dropout, positions=positions
+            d_model, n_heads, n_kv_heads=n_kv_heads, bias=bias, qkv_bias=qkv_bias, dropout=attention_dropout,
+            positions=positions,
         )
         self.feed_forward = FeedForward(
             d_model, d_ff or 4 * d_model, activation=activation, bias=bias,
@@ -149,19 +152,22 @@ class DecoderLayer(nn.Module):
         norm: NormKind = "layer",
         eps: float = 1e-5,
         bias: bool = True,
+        qkv_bias: bool | None = None,
         positions: RotaryEmbedding | ALiBi | None = None,
     ) -> None:
         super().__init__()
         self.norm_first = norm_first
         self.self_attn = MultiHeadAttention(
-            d_model, n_heads, n_kv_heads=n_kv_heads, bias=bias, dropout=attention_dropout, positions=positions
+            d_model, n_heads, n_kv_heads=n_kv_heads, bias=bias, qkv_bias=qkv_bias, dropout=attention_dropout,
+            positions=positions,
         )
         self.attn_norm = make_norm(norm, d_model, eps=eps)
         self.cross_attn: MultiHeadAttention | None = None
         self.cross_norm: nn.Module | None = None
         if cross_attention:
             self.cross_attn = MultiHeadAttention(
-                d_model, n_heads, n_kv_heads=n_kv_heads, d_context=d_context, bias=bias, dropout=attention_dropout
+                d_model, n_heads, n_kv_heads=n_kv_heads, d_context=d_context, bias=bias, qkv_bias=qkv_bias,
+                dropout=attention_dropout,
             )
             self.cross_norm = make_norm(norm, d_model, eps=eps)
         self.feed_forward = FeedForward(

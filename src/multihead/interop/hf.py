@@ -1,7 +1,8 @@
 """``load_hf`` and ``save_hf``: Hugging Face model directories into our models and back.
 
 Supported: BERT (``BertModel`` -> ``Encoder``, ``BertForSequenceClassification`` -> ``SequenceClassifier``),
-GPT-2 (``GPT2LMHeadModel`` -> ``DecoderLM``) and Marian (``MarianMTModel`` -> ``EncoderDecoder``).
+GPT-2 (``GPT2LMHeadModel`` -> ``DecoderLM``), Marian (``MarianMTModel`` -> ``EncoderDecoder``) and Llama, Qwen2 and
+Mistral (``LlamaForCausalLM``, ``Qwen2ForCausalLM``, ``MistralForCausalLM`` -> ``DecoderLM`` with rotary positions).
 Loading reads ``config.json`` and the weights (safetensors, or a tensors-only ``pytorch_model.bin``)
 from a local directory; it never imports ``transformers``, runs code from the directory or touches
 the network. Saving writes ``config.json``, ``model.safetensors`` and the tokenizer files that
@@ -23,6 +24,7 @@ from multihead.atomic import atomic_directory
 from multihead.interop.bert import export_bert, load_bert
 from multihead.interop.files import read_hf_config, read_hf_weights, read_json, write_hf_weights
 from multihead.interop.gpt2 import export_gpt2, load_gpt2
+from multihead.interop.llama import export_llama, hf_model_type, load_llama
 from multihead.interop.marian import export_marian, load_marian
 from multihead.models import DecoderLM, Encoder, EncoderDecoder, SequenceClassifier
 from multihead.tokenizers import Tokenizer
@@ -33,6 +35,9 @@ _LOADERS: dict[str, Callable[..., tuple[nn.Module, list[str] | None]]] = {
     "bert": load_bert,
     "gpt2": load_gpt2,
     "marian": load_marian,
+    "llama": load_llama,
+    "qwen2": load_llama,
+    "mistral": load_llama,
 }
 SUPPORTED_MODEL_TYPES = tuple(_LOADERS)
 _TOKEN_ROLES = {  # tokenizer_config.json key -> names our Tokenizer knows for that role
@@ -106,7 +111,8 @@ def save_hf(
 
     Args:
         model: an ``Encoder`` (BERT), ``SequenceClassifier`` (BERT, needs ``config.pooler`` and ``cls``
-            pooling), ``DecoderLM`` (GPT-2) or ``EncoderDecoder`` (Marian).
+            pooling), ``DecoderLM`` (GPT-2 with learned positions; Llama or Qwen2 with rotary positions, RMSNorm
+            and SwiGLU, with a ``generation_config.json``) or ``EncoderDecoder`` (Marian).
         directory: replaced as a whole.
         tokenizer: also written, as ``tokenizer.json`` with a ``tokenizer_config.json``.
         hf_config: ``config.json`` values to carry over (e.g. ``LoadedHF.hf_config``: special token ids,
@@ -124,6 +130,8 @@ def save_hf(
         values, tensors = export_bert(model, base=base, labels=labels)
     elif model_type == "gpt2":
         values, tensors = export_gpt2(model, base=base)
+    elif model_type in ("llama", "qwen2"):
+        values, tensors = export_llama(model, base=base, special_ids=_special_ids(tokenizer))
     else:
         values, tensors = export_marian(model, base=base)
     values = {**{k: v for k, v in base.items() if k not in ("torch_dtype", "dtype", "transformers_version")}, **values}
@@ -134,7 +142,17 @@ def save_hf(
         write_hf_weights(staging, tensors)
         if tokenizer is not None:
             write_tokenizer_files(staging, tokenizer, max_length=model.config.max_length)
+        if model_type in ("llama", "qwen2"):  # what transformers' generate() reads its token ids from
+            generation = {key: values[key] for key in ("bos_token_id", "eos_token_id", "pad_token_id")}
+            (staging / "generation_config.json").write_text(json.dumps(generation, indent=2, sort_keys=True) + "\n")
     return directory
+
+
+def _special_ids(tokenizer: Tokenizer | None) -> dict[str, int | None]:
+    """The BOS, EOS and padding ids of ``tokenizer`` (none without one)."""
+    if tokenizer is None:
+        return {}
+    return {"bos": tokenizer.bos_id, "eos": tokenizer.eos_id, "pad": tokenizer.pad_id}
 
 
 def _model_type_for(model: nn.Module) -> str:
@@ -142,7 +160,7 @@ def _model_type_for(model: nn.Module) -> str:
     if isinstance(model, SequenceClassifier | Encoder):
         return "bert"
     if isinstance(model, DecoderLM):
-        return "gpt2"
+        return hf_model_type(model.config) if model.config.positions == "rope" else "gpt2"
     if isinstance(model, EncoderDecoder):
         return "marian"
     raise ValueError(f"cannot save a {type(model).__name__} as a Hugging Face model; expected an Encoder, "

@@ -4,18 +4,22 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from multihead.errors import ConfigError
 from multihead.models.config_dict import DictConfig
 
 __all__ = ["PRESETS", "TransformerConfig"]
 
 PositionKind = Literal["sinusoidal", "learned", "rope", "alibi", "none"]
 
+_LATER_FIELDS: dict[str, Any] = {"rope_theta": 10000.0, "qkv_bias": None}
+"""Fields added after model directories were first saved: left out of ``to_dict`` at their defaults."""
 _CHOICES: dict[str, tuple[str, ...]] = {
     "activation": ("relu", "gelu", "gelu_tanh", "silu", "swiglu"),
     "norm": ("layer", "rms"),
@@ -36,6 +40,8 @@ class TransformerConfig(DictConfig):
         n_layers: encoder layers (or decoder layers of a ``DecoderLM``).
         n_decoder_layers: decoder layers of an ``EncoderDecoder`` (default ``n_layers``).
         positions: ``sinusoidal``, ``learned``, ``rope``, ``alibi`` or ``none``.
+        rope_theta: the rotary base (``rope`` only): pair ``j`` of a head turns by ``position * rope_theta^(-2j/Dh)``
+            (10,000 in Su et al. and Llama 2; 100,000 in SmolLM2; 1,000,000 in Qwen2).
         max_length: longest sequence (learned positions and cache sizes).
         dropout, attention_dropout: residual and attention-weight dropout.
         activation_dropout: dropout on the feed-forward hidden units; ``None`` uses ``dropout``.
@@ -45,6 +51,8 @@ class TransformerConfig(DictConfig):
             are multiplied by ``sqrt(d_model)``, so they are as large as sinusoidal encodings (values in
             [-1, 1]). ``None`` (default) turns it on exactly for sinusoidal positions; with small (0.02)
             token embeddings the positions would drown them.
+        qkv_bias: biases on the query, key and value projections; ``None`` (default) follows ``bias``. Qwen2 has
+            them (``bias=False, qkv_bias=True``).
         pad_id: padding token; masks are derived from it when none is given.
         activation: ``relu``, ``gelu``, ``gelu_tanh`` (GPT-2's approximation), ``silu`` or ``swiglu``.
         sinusoid_layout: ``interleaved`` (sin, cos pairs; Vaswani et al.) or ``halves`` (every sine, then
@@ -74,10 +82,12 @@ class TransformerConfig(DictConfig):
     eps: float = 1e-5
     positions: str = "sinusoidal"
     max_length: int = 512
+    rope_theta: float = 10000.0
     dropout: float = 0.1
     attention_dropout: float = 0.0
     activation_dropout: float | None = None
     bias: bool = True
+    qkv_bias: bool | None = None
     tie_embeddings: bool = True
     scale_embeddings: bool | None = None
     pad_id: int | None = 0
@@ -117,6 +127,11 @@ class TransformerConfig(DictConfig):
                 raise ValueError(f"TransformerConfig.{name} must be in [0, 1), got {getattr(self, name)!r}")
         if self.eps <= 0:
             raise ValueError(f"TransformerConfig.eps must be positive, got {self.eps!r}")
+        if isinstance(self.rope_theta, bool) or not isinstance(self.rope_theta, int | float) \
+                or not math.isfinite(self.rope_theta) or self.rope_theta <= 1:
+            raise ConfigError(f"TransformerConfig.rope_theta must be a finite number > 1, got {self.rope_theta!r:.80}")
+        if self.qkv_bias is not None and not isinstance(self.qkv_bias, bool):
+            raise ConfigError(f"TransformerConfig.qkv_bias must be true, false or None, got {self.qkv_bias!r:.80}")
         if self.pad_id is not None and not 0 <= self.pad_id < self.vocab_size:
             raise ValueError(
                 f"TransformerConfig.pad_id {self.pad_id} is outside the vocabulary (0..{self.vocab_size - 1})"
@@ -146,6 +161,20 @@ class TransformerConfig(DictConfig):
             if heads:
                 normalised[key] = tuple(sorted(set(heads)))
         return normalised or None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The fields as a dict; ``rope_theta`` and ``qkv_bias`` only when they differ from their defaults, so the
+        ``config.json`` of every model that does not use them stays as it was before they existed."""
+        values = super().to_dict()
+        for name, default in _LATER_FIELDS.items():
+            if values[name] == default:
+                del values[name]
+        return values
+
+    @property
+    def uses_qkv_bias(self) -> bool:
+        """Whether the query, key and value projections have biases (``qkv_bias``, else ``bias``)."""
+        return self.bias if self.qkv_bias is None else self.qkv_bias
 
     @property
     def scales_embeddings(self) -> bool:

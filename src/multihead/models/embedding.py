@@ -64,7 +64,7 @@ class Embeddings(nn.Module):
 def attention_positions(config: TransformerConfig) -> RotaryEmbedding | ALiBi | None:
     """The position module shared by every self-attention of a stack (none for absolute schemes)."""
     if config.positions == "rope":
-        return RotaryEmbedding(config.head_dim)
+        return RotaryEmbedding(config.head_dim, base=config.rope_theta)
     if config.positions == "alibi":
         return ALiBi(config.n_heads)
     return None
@@ -83,6 +83,7 @@ def layer_options(config: TransformerConfig) -> dict[str, Any]:
         "norm": config.norm,
         "eps": config.eps,
         "bias": config.bias,
+        "qkv_bias": config.qkv_bias,
         "positions": attention_positions(config),
     }
 
