@@ -15,28 +15,34 @@ Example:
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 import tokenizers
-from tokenizers import Regex, decoders, models, normalizers, pre_tokenizers, processors, trainers
+from tokenizers import decoders, models, normalizers, pre_tokenizers, processors
 
 from multihead.atomic import write_text_atomic
+from multihead.tokenizer_training import (
+    TOKENIZER_KINDS,
+    UNK_NAMES,
+    checked_texts,
+    has_text,
+    lines_of,
+    train_backend,
+    validate_options,
+)
 
 __all__ = ["DEFAULT_SPECIAL_TOKENS", "TOKENIZER_KINDS", "MissingFileError", "Tokenizer"]
 
 DEFAULT_SPECIAL_TOKENS: tuple[str, ...] = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[BOS]", "[EOS]")
-TOKENIZER_KINDS: tuple[str, ...] = ("bpe", "byte_bpe", "wordpiece", "unigram", "char", "word")
 
 _TOKENIZER_FILE = "tokenizer.json"
 _VOCAB_FILE = "vocab.txt"
-_BYTE_ALPHABET = 256
-_UNK_NAMES = ("[UNK]", "<unk>")
 _BERT_SPECIALS = {"unk": "[UNK]", "sep": "[SEP]", "cls": "[CLS]", "pad": "[PAD]", "mask": "[MASK]"}
 _ROLE_NAMES: dict[str, tuple[str, ...]] = {
     "pad": ("[PAD]", "<pad>"),
-    "unk": _UNK_NAMES,
+    "unk": UNK_NAMES,
     "cls": ("[CLS]", "<s>"),
     "sep": ("[SEP]", "</s>"),
     "bos": ("[BOS]", "<s>", "<|endoftext|>"),
@@ -95,11 +101,11 @@ class Tokenizer:
         for path in paths:
             if not Path(path).is_file():
                 raise MissingFileError(f"training file {path!r} does not exist or is not a file")
-        if not any(_has_text(Path(path)) for path in paths):
+        if not any(has_text(Path(path)) for path in paths):
             raise ValueError(f"training files {paths} hold no text; expected non-empty UTF-8 text")
         return cls._train(
-            lambda backend, trainer: backend.train(paths, trainer), kind=kind, vocab_size=vocab_size,
-            special_tokens=special_tokens, lowercase=lowercase, min_frequency=min_frequency,
+            lambda: lines_of(paths), kind=kind, vocab_size=vocab_size, special_tokens=special_tokens,
+            lowercase=lowercase, min_frequency=min_frequency,
         )  # fmt: skip
 
     @classmethod
@@ -111,27 +117,25 @@ class Tokenizer:
         if isinstance(texts, str):
             raise TypeError("texts must be an iterable of strings, got a single str; wrap it in a list")
 
-        def feed(backend: tokenizers.Tokenizer, trainer: trainers.Trainer) -> None:
-            counter = [0]
-            backend.train_from_iterator(_checked_texts(texts, counter), trainer)
-            if counter[0] == 0:
-                raise ValueError("texts holds no text; expected at least one non-blank string to train on")
-
+        counter = [0]
+        corpus = list(checked_texts(texts, counter))  # read twice: for the alphabet, then to train
+        if counter[0] == 0:
+            raise ValueError("texts holds no text; expected at least one non-blank string to train on")
         return cls._train(
-            feed, kind=kind, vocab_size=vocab_size, special_tokens=special_tokens, lowercase=lowercase,
+            lambda: corpus, kind=kind, vocab_size=vocab_size, special_tokens=special_tokens, lowercase=lowercase,
             min_frequency=min_frequency,
         )  # fmt: skip
 
     @classmethod
     def _train(
-        cls, feed: Callable[[tokenizers.Tokenizer, trainers.Trainer], None], *, kind: str, vocab_size: int,
-        special_tokens: Sequence[str], lowercase: bool, min_frequency: int,
+        cls, texts: Callable[[], Iterable[str]], *, kind: str, vocab_size: int, special_tokens: Sequence[str],
+        lowercase: bool, min_frequency: int,
     ) -> Tokenizer:  # fmt: skip
-        """Validate the options, build an untrained backend, let ``feed`` train it, then finish it."""
-        specials = _validate_options(kind, vocab_size, special_tokens, min_frequency)
-        backend = _build_backend(kind, specials, lowercase=lowercase)
+        """Validate the options, then train a backend on ``texts()`` (deterministically) and finish it."""
+        specials = validate_options(kind, vocab_size, special_tokens, min_frequency)
         try:
-            feed(backend, _build_trainer(kind, vocab_size, specials, min_frequency))
+            backend = train_backend(kind, texts=texts, vocab_size=vocab_size, specials=specials, lowercase=lowercase,
+                                    min_frequency=min_frequency)
         except (TypeError, ValueError):
             raise
         except Exception as exc:  # the backend raises bare Exception
@@ -285,85 +289,6 @@ class Tokenizer:
         return f"Tokenizer(kind={self.kind!r}, vocab_size={self.vocab_size})"
 
 
-def _validate_options(kind: str, vocab_size: int, special_tokens: Sequence[str], min_frequency: int) -> tuple[str, ...]:
-    """Check the training options; return the special tokens as a tuple."""
-    if kind not in TOKENIZER_KINDS:
-        raise ValueError(f"kind must be one of {TOKENIZER_KINDS}, got {kind!r}")
-    if isinstance(special_tokens, str):
-        raise TypeError(f"special_tokens must be a sequence of strings, got the single str {special_tokens!r}")
-    specials = tuple(special_tokens)
-    for token in specials:
-        if not isinstance(token, str) or not token:
-            raise ValueError(f"special tokens must be non-empty strings, got {token!r} in {specials}")
-    if len(set(specials)) != len(specials):
-        raise ValueError(f"special_tokens must not repeat a token, got {specials}")
-    if kind != "byte_bpe" and _pick(specials, _UNK_NAMES) is None:
-        raise ValueError(
-            f"kind {kind!r} needs an unknown token ({' or '.join(_UNK_NAMES)}) in special_tokens, got {specials}"
-        )
-    smallest = len(specials) + (_BYTE_ALPHABET if kind == "byte_bpe" else 1)
-    if isinstance(vocab_size, bool) or not isinstance(vocab_size, int) or vocab_size < smallest:
-        raise ValueError(
-            f"vocab_size must be an int >= {smallest} for kind {kind!r} with {len(specials)} special tokens, "
-            f"got {vocab_size!r}"
-        )
-    if isinstance(min_frequency, bool) or not isinstance(min_frequency, int) or min_frequency < 0:
-        raise ValueError(f"min_frequency must be an int >= 0, got {min_frequency!r}")
-    return specials
-
-
-def _pick(tokens: Sequence[str], names: Sequence[str]) -> str | None:
-    return next((name for name in names if name in tokens), None)
-
-
-def _build_backend(kind: str, specials: tuple[str, ...], *, lowercase: bool) -> tokenizers.Tokenizer:
-    unk = _pick(specials, _UNK_NAMES)
-    words = pre_tokenizers.Sequence([pre_tokenizers.Whitespace(), pre_tokenizers.Punctuation()])
-    if kind == "bpe":  # Sennrich-style: subwords end with "</w>", so decoding knows where words end
-        backend = tokenizers.Tokenizer(models.BPE(unk_token=unk, end_of_word_suffix="</w>"))
-        backend.pre_tokenizer = words
-        backend.decoder = decoders.BPEDecoder(suffix="</w>")
-    elif kind == "byte_bpe":  # GPT-2 style, no prefix space, so decode(encode(x)) == x
-        backend = tokenizers.Tokenizer(models.BPE())
-        backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-        backend.decoder = decoders.ByteLevel()
-    elif kind == "wordpiece":  # no decoder cleanup: it would rewrite " do not" as " don't"
-        backend = tokenizers.Tokenizer(models.WordPiece(unk_token=unk, continuing_subword_prefix="##"))
-        backend.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-        backend.decoder = decoders.WordPiece(prefix="##", cleanup=False)
-    elif kind == "unigram":
-        backend = tokenizers.Tokenizer(models.Unigram())
-        backend.pre_tokenizer = pre_tokenizers.Metaspace()
-        backend.decoder = decoders.Metaspace()
-    elif kind == "char":  # every code point, whitespace included, is its own token
-        backend = tokenizers.Tokenizer(models.WordLevel(unk_token=unk))
-        backend.pre_tokenizer = pre_tokenizers.Split(Regex(r"[\s\S]"), behavior="isolated")
-        backend.decoder = decoders.Fuse()
-    else:  # word: decoding joins words with single spaces
-        backend = tokenizers.Tokenizer(models.WordLevel(unk_token=unk))
-        backend.pre_tokenizer = words
-    if lowercase:
-        backend.normalizer = normalizers.Lowercase()
-    return backend
-
-
-def _build_trainer(kind: str, vocab_size: int, specials: tuple[str, ...], min_frequency: int) -> trainers.Trainer:
-    common: dict[str, Any] = {"vocab_size": vocab_size, "special_tokens": list(specials), "show_progress": False}
-    # A character may enter the BPE/WordPiece alphabet twice ("e" and "e</w>", "e" and "##e"); halving
-    # the alphabet keeps the trained vocabulary within vocab_size.
-    limit_alphabet = max((vocab_size - len(specials)) // 2, 1)
-    counted: dict[str, Any] = {**common, "min_frequency": min_frequency}
-    if kind == "bpe":
-        return trainers.BpeTrainer(**counted, limit_alphabet=limit_alphabet, end_of_word_suffix="</w>")
-    if kind == "byte_bpe":
-        return trainers.BpeTrainer(**counted, initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
-    if kind == "wordpiece":
-        return trainers.WordPieceTrainer(**counted, limit_alphabet=limit_alphabet, continuing_subword_prefix="##")
-    if kind == "unigram":
-        return trainers.UnigramTrainer(**common, unk_token=_pick(specials, _UNK_NAMES))
-    return trainers.WordLevelTrainer(**counted)
-
-
 def _cls_sep_template(backend: tokenizers.Tokenizer, cls_token: str, sep_token: str) -> processors.TemplateProcessing:
     cls_id, sep_id = backend.token_to_id(cls_token), backend.token_to_id(sep_token)
     return processors.TemplateProcessing(
@@ -371,28 +296,6 @@ def _cls_sep_template(backend: tokenizers.Tokenizer, cls_token: str, sep_token: 
         pair=f"{cls_token} $A {sep_token} $B:1 {sep_token}:1",
         special_tokens=[(cls_token, cls_id), (sep_token, sep_id)],
     )
-
-
-def _checked_texts(texts: Iterable[str], counter: list[int]) -> Iterator[str]:
-    """Yield ``texts``, checking each is a str and counting the non-blank ones into ``counter[0]``."""
-    for i, text in enumerate(texts):
-        if not isinstance(text, str):
-            raise TypeError(f"texts[{i}] must be a str, got {type(text).__name__}")
-        if text.strip():
-            counter[0] += 1
-        yield text
-
-
-def _has_text(path: Path, chunk_chars: int = 1 << 16) -> bool:
-    """Whether ``path`` holds any non-whitespace character (reads only until the first one)."""
-    try:
-        with path.open(encoding="utf-8") as handle:
-            while chunk := handle.read(chunk_chars):
-                if not chunk.isspace():
-                    return True
-    except UnicodeDecodeError as exc:
-        raise ValueError(f"training file {str(path)!r} is not UTF-8 text: {exc}") from exc
-    return False
 
 
 def _read_tokenizer_json(file: Path) -> tokenizers.Tokenizer:
