@@ -68,6 +68,18 @@ SOURCES: dict[str, dict[str, Any]] = {
         "url": "https://www.kaggle.com/datasets/pariza/bbc-news-summary",
         "files": {"bbc-news-summary.jsonl.gz": "246bb0854d0f05ce49c31c19364a6f453a5eb359d068d38ee1e0628743e340ad"},
     },
+    "squad": {
+        "description": "SQuAD v1.1 extractive question answering, official JSON, gzip: the complete dev set (48 "
+                       "articles, 10,570 questions) and the first 44 articles of the train set (11,877 questions)",
+        "licence": "CC BY-SA 4.0",
+        "source": "rajpurkar.github.io/SQuAD-explorer (train-v1.1.json, dev-v1.1.json); the official evaluation "
+                  "script is evaluate-v1.1.py",
+        "url": "https://rajpurkar.github.io/SQuAD-explorer/",
+        "files": {
+            "dev-v1.1.json.gz": "5ef5752d50566ab538501116de1508326eefb6bf70026def7915309f30822727",
+            "train-v1.1-du-part.json.gz": "99d2b5e37b89013ea785ede2a07ca1cc9aa02e17c3e54e0c552f52e73fe40501",
+        },
+    },
     "bbc-news-topics": {
         "description": "BBC News topic classification corpus: 2,225 articles in 5 folders (business, entertainment, "
                        "politics, sports, tech), one NNN.txt file an article",
