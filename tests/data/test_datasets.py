@@ -24,7 +24,7 @@ def shared_root() -> Path:
 def test_sentence_polarity_splits() -> None:
     root = shared_root()
     if not (root / "sentence-polarity").is_dir():
-        pytest.skip(f"{root / 'sentence-polarity'} is absent")
+        pytest.skip(f"{root / 'sentence-polarity'} is absent: multihead data fetch sentence-polarity")
     splits = sentence_polarity(root)
     assert {name: len(examples) for name, examples in splits.items()} == {
         "train": 8528, "validation": 1066, "test": 1068}
@@ -48,7 +48,7 @@ def test_shared_files_match_the_checksums_in_sources() -> None:
                 assert hashlib.sha256(path.read_bytes()).hexdigest() == digest, path
                 checked += 1
     if checked == 0:
-        pytest.skip(f"none of the files in SOURCES is under {root}")
+        pytest.skip(f"none of the files in SOURCES is under {root}: see multihead data list")
 
 
 def test_data_root_honours_the_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -64,7 +64,7 @@ def _root() -> Path:
 def test_multi30k_splits() -> None:
     root = _root()
     if not (root / "multi30k").is_dir():
-        pytest.skip(f"{root / 'multi30k'} is absent")
+        pytest.skip(f"{root / 'multi30k'} is absent: multihead data fetch multi30k")
     splits = multi30k(root)
     assert {name: len(pairs) for name, pairs in splits.items()} == {"train": 29000, "validation": 1014, "test": 1000}
     first = splits["test"][0]
@@ -76,7 +76,7 @@ def test_multi30k_splits() -> None:
 def test_tinyshakespeare_split_is_nanogpts() -> None:
     root = _root()
     if not (root / "tinyshakespeare").is_dir():
-        pytest.skip(f"{root / 'tinyshakespeare'} is absent")
+        pytest.skip(f"{root / 'tinyshakespeare'} is absent: multihead data fetch tinyshakespeare")
     texts = tinyshakespeare(root)
     assert (len(texts["train"]), len(texts["validation"])) == (1003854, 111540)
     assert texts["train"].startswith("First Citizen:")

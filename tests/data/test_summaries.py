@@ -30,7 +30,7 @@ def splits() -> dict[str, list[Article]]:
     except FileNotFoundError as error:
         pytest.skip(f"no data root: {error}")
     if not (root / "bbc-news-summary" / "bbc-news-summary.jsonl.gz").is_file():
-        pytest.skip(f"{root / 'bbc-news-summary'} is absent")
+        pytest.skip(f"{root / 'bbc-news-summary'} is absent; set MULTIHEAD_DATA (multihead data list)")
     return bbc_news_summary(root)
 
 

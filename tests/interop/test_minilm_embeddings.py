@@ -28,7 +28,7 @@ def sentences() -> list[str]:
     try:
         test = sentence_polarity()["test"]
     except (FileNotFoundError, ValueError) as error:
-        pytest.skip(f"sentence-polarity data not found ({error})")
+        pytest.skip(f"sentence-polarity data not found ({error}): multihead data fetch sentence-polarity")
     by_length = sorted((example.text for example in test), key=len)
     step = len(by_length) // 12
     return [*by_length[::step][:12], by_length[-1]]  # shortest to longest
