@@ -11,6 +11,8 @@ from collections.abc import Iterator, Sequence
 import torch
 from torch import Tensor
 
+from multihead.masks import padding_mask_from_lengths
+
 __all__ = ["BucketBatchSampler", "pad_batch"]
 
 
@@ -37,9 +39,7 @@ def pad_batch(sequences: Sequence[Sequence[int]], *, pad_id: int,
         kept = min(len(sequence), width)
         if kept:
             ids[row, :kept] = torch.as_tensor(list(sequence[:kept]), dtype=torch.long)
-    kept_lengths = torch.tensor(lengths).clamp(max=width)  # (B,)
-    mask = torch.arange(width)[None, :] < kept_lengths[:, None]  # (B, T)
-    return ids, mask
+    return ids, padding_mask_from_lengths(torch.tensor(lengths).clamp(max=width), width)  # (B, T), (B, T)
 
 
 class BucketBatchSampler:

@@ -10,6 +10,8 @@ repeat or reorder rows, for finished rows and beams).
   With the cache, cross-attention keys and values are computed on the first decoding step and reused.
 - With ``use_cache`` the prompt is run once and each later step feeds one token; without it, every
   step recomputes the whole prefix.
+- Token ids and the key mask live in buffers preallocated for every step (as the KV cache is); a step writes
+  one column, and ``ids``/``key_mask`` are views of the columns written so far.
 - The recurrent baselines (``RNNEncoderDecoder``, ``LSTMLanguageModel``) have the same methods; their
   ``RecurrentState`` (hidden and cell states, rows reordered like a cache) takes the cache's place.
 
@@ -25,6 +27,7 @@ import torch
 from torch import Tensor
 
 from multihead.cache import DecoderCache
+from multihead.masks import padding_mask_from_lengths
 from multihead.models.decoder import DecoderLM
 from multihead.models.recurrent_state import RecurrentState
 from multihead.models.rnn_lm import LSTMLanguageModel
@@ -83,19 +86,32 @@ class DecodingState:
             for row, tokens in enumerate(inputs):
                 source[row, : len(tokens)] = torch.tensor(tokens, dtype=torch.long)
             self.source = source.to(self.device)
-            positions = torch.arange(longest, device=self.device)  # (S,)
-            self.source_mask = positions[None, :] < lengths[:, None]  # (N, S)
-            self.ids = torch.full((len(inputs), 1), bos_id, dtype=torch.long, device=self.device)  # (N, 1)
-            self.key_mask: Tensor | None = None
+            self.source_mask = padding_mask_from_lengths(lengths, longest)  # (N, S)
+            self._ids = torch.full((len(inputs), 1 + max_new_tokens), pad_id, dtype=torch.long,
+                                   device=self.device)  # (N, 1 + new)
+            self._ids[:, 0] = bos_id
+            self.length = 1
+            self._key_mask: Tensor | None = None
         else:
-            ids = torch.full((len(inputs), longest), pad_id, dtype=torch.long)  # (N, P), left-padded
+            self._ids = torch.full((len(inputs), longest + max_new_tokens), pad_id, dtype=torch.long)  # (N, P + new)
             for row, tokens in enumerate(inputs):
-                ids[row, longest - len(tokens):] = torch.tensor(tokens, dtype=torch.long)
-            self.ids = ids.to(self.device)
-            positions = torch.arange(longest, device=self.device)  # (P,)
-            padded = bool((lengths < longest).any())
-            self.key_mask = positions[None, :] >= (longest - lengths)[:, None] if padded else None  # (N, P)
+                self._ids[row, longest - len(tokens):longest] = torch.tensor(tokens, dtype=torch.long)
+            self._ids = self._ids.to(self.device)
+            self.length = longest
+            padded = bool((lengths < longest).any())  # left padding: the padding mask of the lengths, flipped
+            self._key_mask = (padding_mask_from_lengths(longest - lengths, longest + max_new_tokens).logical_not()
+                              if padded else None)  # (N, P + new)
             self.next_position = lengths.clone()  # (N,) position of each row's next token
+
+    @property
+    def ids(self) -> Tensor:
+        """Token ids so far ``(N, L)``: a view of the preallocated buffer."""
+        return self._ids[:, : self.length]
+
+    @property
+    def key_mask(self) -> Tensor | None:
+        """Real-token mask of the ids so far ``(N, L)``; ``None`` when no row is padded."""
+        return None if self._key_mask is None else self._key_mask[:, : self.length]
 
     @property
     def rows(self) -> int:
@@ -119,17 +135,19 @@ class DecodingState:
             return self._run(self.ids)
         if self.use_cache:
             assert isinstance(self.model, LANGUAGE_MODELS)
-            self.cache = self.model.make_cache(batch_size=self.rows, max_length=self.ids.shape[1] + self.max_new_tokens)
+            self.cache = self.model.make_cache(batch_size=self.rows, max_length=self._ids.shape[1])
         return self._run(self.ids, position_ids=self._prefix_positions())
 
     def advance(self, tokens: Tensor) -> Tensor:
         """Append ``tokens`` ``(N,)`` (one per row); returns the next-token logits ``(N, V)``."""
         if tokens.shape != (self.rows,):
             raise ValueError(f"advance expects one token per row, shape ({self.rows},), got {tuple(tokens.shape)}")
+        if self.length == self._ids.shape[1]:
+            raise ValueError(f"advance past max_new_tokens={self.max_new_tokens}: the buffers hold "
+                             f"{self._ids.shape[1]} tokens a row")
         new = tokens.to(device=self.device, dtype=torch.long)[:, None]  # (N, 1)
-        self.ids = torch.cat([self.ids, new], dim=1)  # (N, L + 1)
-        if self.key_mask is not None:
-            self.key_mask = torch.cat([self.key_mask, torch.ones_like(new, dtype=torch.bool)], dim=1)  # (N, L + 1)
+        self._ids[:, self.length] = new[:, 0]  # the key mask is already True from here on
+        self.length += 1
         if not self.use_cache:
             return self._run(self.ids, position_ids=None if self.seq2seq else self._prefix_positions())
         position_ids = None
@@ -143,9 +161,9 @@ class DecodingState:
         index = index.to(device=self.device, dtype=torch.long)
         if index.numel() == self.rows and bool((index == torch.arange(self.rows, device=self.device)).all()):
             return
-        self.ids = self.ids.index_select(0, index)
-        if self.key_mask is not None:
-            self.key_mask = self.key_mask.index_select(0, index)
+        self._ids = self._ids.index_select(0, index)
+        if self._key_mask is not None:
+            self._key_mask = self._key_mask.index_select(0, index)
         if self.seq2seq:
             assert self.source_mask is not None
             self.source = self.source.index_select(0, index)
