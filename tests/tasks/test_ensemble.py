@@ -15,6 +15,7 @@ from multihead.model_dir import load_model_dir, save_model_dir
 from multihead.models import SequenceClassifier, TransformerConfig
 from multihead.models.ensemble import ClassifierEnsemble
 from multihead.tasks.classification import predict, train_classifier
+from multihead.tasks.ensemble import train_ensemble
 
 CONFIG = TransformerConfig.preset("tiny", vocab_size=40, pad_id=0, d_model=16, n_heads=2, n_layers=1, d_ff=32)
 
@@ -91,7 +92,7 @@ def _experiment(tmp_path: Path, ensemble: int, seed: int, output: str) -> dict:
 
 
 def test_members_equal_single_runs_and_the_ensemble_is_saved_and_reported(tmp_path: Path) -> None:
-    result = train_classifier(build_experiment(_experiment(tmp_path, 2, 7, "ens")), log=lambda _: None)
+    result = train_ensemble(build_experiment(_experiment(tmp_path, 2, 7, "ens")), log=lambda _: None)
     # member i is exactly the single run with seed 7 + i on the same held-out split (split seed 7)
     for index in range(2):
         single = _experiment(tmp_path, 1, 7 + index, f"single{index}")
@@ -113,11 +114,11 @@ def test_members_equal_single_runs_and_the_ensemble_is_saved_and_reported(tmp_pa
 
 def test_resume_skips_finished_members(tmp_path: Path) -> None:
     values = _experiment(tmp_path, 2, 3, "ens")
-    train_classifier(build_experiment(values), log=lambda _: None)
+    train_ensemble(build_experiment(values), log=lambda _: None)
     weights = tmp_path / "ens" / "members" / "0" / "best" / "model.safetensors"
     before = weights.stat().st_mtime_ns
     messages: list[str] = []
-    train_classifier(build_experiment(values), resume=True, log=messages.append)
+    train_ensemble(build_experiment(values), resume=True, log=messages.append)
     assert weights.stat().st_mtime_ns == before
     assert sum("finished earlier" in m for m in messages) == 2
 

@@ -36,7 +36,7 @@ def test_model_task_reads_config_json(tmp_path: Path) -> None:
 @pytest.mark.parametrize("content", ["{not json", "[1, 2]", "\xff\xfe"])
 def test_model_task_refuses_bad_config_json(tmp_path: Path, content: str) -> None:
     (tmp_path / "config.json").write_bytes(content.encode("latin-1"))
-    with pytest.raises(CheckpointError, match="config.json"):
+    with pytest.raises(CheckpointError, match=r"config\.json"):
         model_task(tmp_path)
 
 

@@ -27,8 +27,10 @@ Log = Callable[[str], None]
 
 def _train_classification(config: Any, *, resume: bool = False, test: bool = True, log: Log = print) -> TaskResult:
     from multihead.tasks.classification import train_classifier
+    from multihead.tasks.ensemble import train_ensemble
 
-    result = train_classifier(config, resume=resume, log=log, report_test=test)
+    train = train_ensemble if config.model.get("ensemble", 1) > 1 else train_classifier
+    result = train(config, resume=resume, log=log, report_test=test)
     notes = (f"skipped {result.skipped_rows} bad rows",) if result.skipped_rows else ()
     return TaskResult(task=config.task, output_dir=result.output_dir, seconds=result.seconds,
                       best_step=result.best_step, metric=config.training.metric,

@@ -27,6 +27,7 @@ from multihead.data import (
     sentence_polarity,
     stratified_split,
 )
+from multihead.errors import ConfigError
 from multihead.experiment import MODEL_EXTRAS, ExperimentConfig
 from multihead.metrics import classification_report
 from multihead.model_dir import load_model_dir, write_model_files
@@ -142,8 +143,9 @@ def load_splits(config: ExperimentConfig, *, report: ReadReport | None = None) -
     on_error = "skip" if data.skip_bad_rows else "raise"
 
     def read(path: str) -> list[Example]:
-        examples = list(read_examples(path, text_field=data.text_field, label_field=data.label_field,
-                                      encoding=data.encoding, on_error=on_error, report=report))
+        examples = list(read_examples(path, format=data.format, text_field=data.text_field,
+                                      label_field=data.label_field, encoding=data.encoding, on_error=on_error,
+                                      report=report))
         if not examples:
             raise ValueError(f"{path}: no examples found")
         missing = next((e for e in examples if e.label is None), None)
@@ -233,13 +235,12 @@ def train_classifier(
 ) -> ClassificationResult:
     """Train on ``train``, pick the best step on ``validation``, report ``test`` once, save ``best/``.
 
-    With ``model.ensemble`` > 1, trains that many classifiers (seeds ``seed``, ``seed + 1``, ...) and saves
-    their ensemble (:func:`multihead.tasks.ensemble.train_ensemble`). ``report_test=False`` leaves the test
-    split alone (an ensemble's members)."""
+    ``model.ensemble`` > 1 is :func:`multihead.tasks.ensemble.train_ensemble`'s (that many classifiers, seeds
+    ``seed``, ``seed + 1``, ..., and their ensemble). ``report_test=False`` leaves the test split alone (an
+    ensemble's members)."""
     if config.model.get("ensemble", 1) > 1:
-        from multihead.tasks.ensemble import train_ensemble
-
-        return train_ensemble(config, resume=resume, log=log, report_test=report_test)
+        raise ConfigError("model.ensemble > 1 trains several classifiers: use multihead.tasks.ensemble."
+                          "train_ensemble (multihead train picks it through the task registry)")
     started = time.perf_counter()
     output_dir = Path(config.output_dir)
     report = ReadReport()
