@@ -90,7 +90,7 @@ class Generation:
                 raise APIError(400, f"the prompt has {len(prompt)} tokens, which leaves room for {room} new tokens "
                                f"in the context of {self.scheduler.max_length}; max_tokens is {asked}",
                                param="max_tokens", code="context_length_exceeded")
-            tokens = asked if asked is not None else min(settings.default_max_tokens, room)
+            tokens = asked if asked is not None else min(settings.default_max_tokens, settings.max_tokens, room)
             plans += [(prompt, generation_config(options, self.model, max_new_tokens=tokens, choice=i))
                       for i in range(options.n)]
         try:

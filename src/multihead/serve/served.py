@@ -36,13 +36,21 @@ Kind = Literal["generation", "translation", "summarization", "classification", "
 
 def shared_weights_twin(model: nn.Module) -> nn.Module:
     """A copy of ``model`` whose modules are new objects but whose tensors (parameters, buffers, any tensor
-    attribute) are the original's: hooks put on the twin never run in the original's forward passes."""
+    attribute) are the original's: hooks put on the twin never run in the original's forward passes (and the
+    original's hooks are not copied)."""
     memo: dict[int, Any] = {}
     for module in model.modules():
         for value in (*module._parameters.values(), *module._buffers.values(), *vars(module).values()):
             if isinstance(value, Tensor):
                 memo[id(value)] = value
-    return copy.deepcopy(model, memo).eval()
+    twin = copy.deepcopy(model, memo).eval()
+    for module in twin.modules():  # hooks of the original (a capture, a test's probe) stay with the original
+        for name in ("_forward_hooks", "_forward_pre_hooks", "_forward_hooks_with_kwargs",
+                     "_forward_pre_hooks_with_kwargs", "_forward_hooks_always_called"):
+            hooks = getattr(module, name, None)
+            if hooks is not None:
+                hooks.clear()
+    return twin
 
 
 @dataclass(eq=False)

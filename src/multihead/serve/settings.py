@@ -22,7 +22,7 @@ class ServeSettings:
         max_body_bytes: largest request body; more is answered 413.
         max_prompt_tokens: most prompt tokens a generation request may bring (also bounded by the model's context).
         max_tokens: most tokens a request may ask to generate (``max_tokens``); more is answered 422.
-        default_max_tokens: tokens generated when a request does not say.
+        default_max_tokens: tokens generated when a request does not say (at most ``max_tokens``).
         slots: sequences decoded at once per generation model (rows of the continuous batch).
         batching: continuous batching on; ``False`` decodes one sequence at a time (``slots`` is then 1).
         max_queue: requests waiting per model; one more is answered 503 with ``Retry-After``.
@@ -62,7 +62,7 @@ class ServeSettings:
 
     def __post_init__(self) -> None:
         for name, least in (("max_body_bytes", 64), ("max_prompt_tokens", 1), ("max_tokens", 1),
-                            ("default_max_tokens", 1), ("slots", 1), ("max_queue", 0), ("max_inputs", 1),
+                            ("default_max_tokens", 1), ("slots", 1), ("max_queue", 1), ("max_inputs", 1),
                             ("max_n", 1), ("micro_batch_size", 1), ("retry_after", 0), ("attention_cache", 0),
                             ("max_attention_values", 1)):
             value = getattr(self, name)
@@ -72,9 +72,6 @@ class ServeSettings:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
                 raise ConfigError(f"ServeSettings.{name} must be a finite number of seconds >= 0, got {value!r}")
-        if self.default_max_tokens > self.max_tokens:
-            raise ConfigError(f"ServeSettings.default_max_tokens {self.default_max_tokens} exceeds max_tokens "
-                              f"{self.max_tokens}")
         for name in ("batching", "loopback_only"):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(f"ServeSettings.{name} must be True or False, got {getattr(self, name)!r}")

@@ -187,21 +187,26 @@
     const body = { model: model.id, messages, stream: true, stream_options: { include_usage: true },
                    temperature: number("temperature"), max_tokens: number("max-tokens"), top_p: number("top-p"),
                    seed: number("seed") };
-    const response = await call("/v1/chat/completions", body, state.controller.signal);
-    if (!response.ok) throw await failure(response);
-    say("");
     let answer = "", id = null, usage = null, first = null;
     const started = performance.now();
-    for await (const chunk of events(response)) {
-      id = chunk.id;
-      if (chunk.usage) usage = chunk.usage;
-      for (const choice of chunk.choices) {
-        const piece = (choice.delta && choice.delta.content) || "";
-        if (piece && first === null) first = performance.now();
-        answer += piece;
-        output.textContent = answer;
+    try {
+      const response = await call("/v1/chat/completions", body, state.controller.signal);
+      if (!response.ok) throw await failure(response);
+      say("");
+      for await (const chunk of events(response)) {
+        id = chunk.id;
+        if (chunk.usage) usage = chunk.usage;
+        for (const choice of chunk.choices) {
+          const piece = (choice.delta && choice.delta.content) || "";
+          if (piece && first === null) first = performance.now();
+          answer += piece;
+          output.textContent = answer;
+        }
+        ui.log.scrollTop = ui.log.scrollHeight;
       }
-      ui.log.scrollTop = ui.log.scrollHeight;
+    } catch (error) {
+      state.conversation.pop();  // a turn without its answer is not part of the conversation
+      throw error;
     }
     state.conversation.push({ role: "assistant", content: answer });
     state.last = { model: model.id, completion_id: id };
