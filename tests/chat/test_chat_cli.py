@@ -12,6 +12,7 @@ from tiny_chat import chat_model, chat_tokenizer
 
 from multihead.chat import load_chat_model
 from multihead.chat.load import CHATML
+from multihead.cli.chat import chat_loop
 from multihead.cli.main import main
 from multihead.generation import GenerationConfig
 from multihead.model_dir import save_model_dir
@@ -53,7 +54,7 @@ def test_each_line_gets_the_sessions_reply_and_slash_commands_work(
     saved = json.loads(transcript.read_text(encoding="utf-8"))["messages"]
     assert saved == [{"role": "user", "content": "What is the capital of France?"},
                      {"role": "assistant", "content": first}]
-    assert "already exists" in err  # the second /save refused to overwrite
+    assert f"{transcript} exists; /save {transcript} --overwrite replaces it" in err  # the second /save
     assert "(conversation forgotten)" in err and "unknown command '/bogus'" in err
 
 
@@ -99,3 +100,40 @@ def test_generate_chat_sends_one_turn(model_dir: Path, capsys: pytest.CaptureFix
     assert capsys.readouterr().out == expected + "\n"
     assert main(["generate", str(model_dir), "--chat", "Hi", "--prompt", "Once"]) == 2
     assert "give one of them" in capsys.readouterr().err
+
+
+class Interrupting(io.StringIO):
+    """A stdout whose first write of a reply raises ``KeyboardInterrupt`` (Ctrl-C while a reply streams)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.armed = True
+
+    def write(self, text: str) -> int:
+        if self.armed and text.strip():
+            self.armed = False
+            raise KeyboardInterrupt
+        return super().write(text)
+
+
+class CtrlCAtPrompt(io.StringIO):
+    """A stdin that gives its lines, then Ctrl-C at the next prompt."""
+
+    def readline(self, size: int = -1) -> str:
+        line = super().readline(size)
+        if not line:
+            raise KeyboardInterrupt
+        return line
+
+
+def test_ctrl_c_stops_a_reply_then_ends_the_chat_at_the_prompt(model_dir: Path) -> None:
+    session = load_chat_model(model_dir).session(generation=GenerationConfig(max_new_tokens=6))
+    stdout, stderr = Interrupting(), io.StringIO()
+    status = chat_loop(session, {}, stdin=CtrlCAtPrompt("Tell me a story.\nHi\n"), stdout=stdout, stderr=stderr)
+    assert status == 0
+    interrupted, reply, after_ctrl_c = stdout.getvalue().split("\n", 2)
+    assert interrupted.endswith(" [interrupted]") and after_ctrl_c == "\n"
+    assert session.turns[0][0] == "Tell me a story." and len(session.turns) == 2
+    full = load_chat_model(model_dir).session(generation=GenerationConfig(max_new_tokens=6)).send("Tell me a story.")
+    assert session.turns[0][1] != full  # the reply was cut short
+    assert reply == session.turns[1][1] != ""  # the chat went on after the interrupted reply

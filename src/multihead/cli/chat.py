@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 if TYPE_CHECKING:
@@ -77,10 +78,12 @@ def _command(session: ChatSession, text: str, stdout: TextIO, stderr: TextIO) ->
     elif name == "/save" and rest.strip():
         words = rest.split()
         overwrite = "--overwrite" in words
-        paths = [word for word in words if word != "--overwrite"]
+        path = Path(" ".join(word for word in words if word != "--overwrite"))
+        if path.exists() and not overwrite:
+            print(f"(not saved: {path} exists; /save {path} --overwrite replaces it)", file=stderr)
+            return False
         try:
-            saved = session.save(" ".join(paths), overwrite=overwrite)
-            print(f"(saved {saved})", file=stderr)
+            print(f"(saved {session.save(path, overwrite=overwrite)})", file=stderr)
         except (MultiheadError, OSError) as error:
             print(f"(not saved: {error})", file=stderr)
     else:
