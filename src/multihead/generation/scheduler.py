@@ -272,20 +272,25 @@ class Scheduler:
         ids = torch.tensor([[s.last] for s in self._running], device=self._cache.device)  # (A, 1)
         logits = self.model(ids, mask=mask, cache=self._cache.decoder_cache, position_ids=positions)[:, -1]  # (A, V)
         self._steps += 1
-        ended = [(row, end) for row in range(rows) if (end := self._take(row, logits[row : row + 1])) is not None]
+        plain = [row for row, s in enumerate(self._running)  # greedy, unpenalised: one argmax for them all
+                 if not s.config.do_sample and s.config.repetition_penalty == 1.0]
+        chosen = dict(zip(plain, logits[plain].argmax(dim=-1).tolist(), strict=True)) if plain else {}
+        ended = [(row, end) for row in range(rows)
+                 if (end := self._take(row, logits[row : row + 1], chosen.get(row))) is not None]
         for row, (reason, stop_token) in reversed(ended):  # from the last row: lower rows keep their places
             self._leave(row, reason, stop_token=stop_token)
 
-    def _take(self, row: int, logits: Tensor) -> tuple[FinishReason, int | None] | None:
-        """Choose the next token of the sequence at ``row`` from its ``(1, V)`` logits; returns why it ends
-        (and its stop token), or ``None`` while it goes on."""
+    def _take(self, row: int, logits: Tensor, token: int | None = None) -> tuple[FinishReason, int | None] | None:
+        """Choose the next token of the sequence at ``row`` from its ``(1, V)`` logits (unless ``token`` was
+        chosen already); returns why the sequence ends (and its stop token), or ``None`` while it goes on."""
         sequence = self._running[row]
         config = sequence.config
-        scores = logits.float()
-        if config.repetition_penalty != 1.0:
-            history = torch.tensor([sequence.history], device=scores.device)  # (1, L)
-            scores = penalise_repetitions(scores, history, None, config.repetition_penalty)
-        token = int(choose_tokens(scores, config, sequence.generator)[0])
+        if token is None:
+            scores = logits.float()
+            if config.repetition_penalty != 1.0:
+                history = torch.tensor([sequence.history], device=scores.device)  # (1, L)
+                scores = penalise_repetitions(scores, history, None, config.repetition_penalty)
+            token = int(choose_tokens(scores, config, sequence.generator)[0])
         with self._condition:
             self._generated += 1
         reason: FinishReason | None = None
