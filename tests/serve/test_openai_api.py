@@ -27,7 +27,7 @@ def alone(prompt: list[int], tokens: int) -> list[int]:
 
 def chat_prompt(text: str) -> list[int]:
     model = chat_model()
-    return model.encode(model.template.render([{"role": "user", "content": text}]))
+    return model.encode(model.render([{"role": "user", "content": text}]))
 
 
 def test_models_are_listed_by_name_with_their_kind(server: RunningServer) -> None:

@@ -31,7 +31,7 @@ def test_playground_streams_an_answer_and_shows_its_attention() -> None:
     sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install playwright)")
     model = chat_model()
     config = GenerationConfig(max_new_tokens=24, eos_id=model.tokenizer.eos_id, stop_token_ids=model.stop_ids)
-    prompt = model.encode(model.template.render([{"role": "user", "content": "Tell me a story"}]))
+    prompt = model.encode(model.render([{"role": "user", "content": "Tell me a story"}]))
     expected = model.decode(generate(model.model, [prompt], config)[0][0].tokens)
     model.model.register_forward_pre_hook(lambda module, args: time.sleep(0.03))  # a visible stream
     messages: list[str] = []

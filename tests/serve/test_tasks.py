@@ -28,7 +28,7 @@ from multihead.inspect.decoding import teacher_forced_attention
 from multihead.inspect.html_view import view_data
 from multihead.model_dir import save_model_dir
 from multihead.models import SentenceScorer, TransformerConfig
-from multihead.serve import ChatModel, Classifier, Embedder, ExtractiveSummarizer, Translator, load_models
+from multihead.serve import Classifier, Embedder, ExtractiveSummarizer, Generator, Translator, load_models
 from multihead.serve.loading import parse_model_spec
 from multihead.serve.routes_tasks import choose_layers
 from multihead.tasks.extractive import summarize_extractive
@@ -80,7 +80,7 @@ def test_specs_name_the_models_and_pick_their_kind(directories: dict[str, Path])
     kinds = {name: (type(model), model.kind) for name, model in models.items()}
     assert kinds == {"sentiment": (Classifier, "classification"), "digest": (Translator, "summarization"),
                      "picker": (ExtractiveSummarizer, "summarization"), "vectors": (Embedder, "embedding"),
-                     "lm": (ChatModel, "generation")}
+                     "lm": (Generator, "generation")}
     with pytest.raises(ConfigError, match="two models are named"):
         load_models([str(directories["lm"]), str(directories["lm"])])
     with pytest.raises(FileNotFoundError, match="no installed package"):

@@ -19,14 +19,14 @@ import uvicorn
 from torch import nn
 
 from multihead import DecoderLM, Encoder, EncoderDecoder, SequenceClassifier, TransformerConfig
+from multihead.chat.load import CHATML, ChatModel
 from multihead.data import LabelVocab
 from multihead.embeddings import SentenceEncoder
 from multihead.model_dir import save_model_dir
 from multihead.serve import (
-    ChatModel,
-    ChatTemplate,
     Classifier,
     Embedder,
+    Generator,
     ServedModel,
     ServeSettings,
     Translator,
@@ -75,9 +75,10 @@ def lm(seed: int = 0) -> DecoderLM:
     return _widen(model, seed)  # type: ignore[return-value]
 
 
-def chat_model(name: str = "chat", seed: int = 0) -> ChatModel:
+def chat_model(name: str = "chat", seed: int = 0) -> Generator:
+    """The tiny language model with ChatML turns (as ``multihead.chat`` gives a model without a template)."""
     stops = (tokenizer().token_to_id("<|im_end|>"),)
-    return ChatModel(name, lm(seed), tokenizer(), ChatTemplate(None), stop_ids=stops)  # type: ignore[arg-type]
+    return Generator(name, ChatModel(lm(seed), tokenizer(), CHATML, stops, name))  # type: ignore[arg-type]
 
 
 def classifier(name: str = "sentiment") -> Classifier:

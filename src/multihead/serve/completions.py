@@ -20,7 +20,7 @@ from multihead.serve.engines import TokenGenerator
 from multihead.serve.errors import APIError
 from multihead.serve.metrics import ServerMetrics
 from multihead.serve.schemas import SamplingOptions
-from multihead.serve.served import ChatModel
+from multihead.serve.served import Generator
 from multihead.serve.settings import ServeSettings
 
 __all__ = ["Generation", "generation_config"]
@@ -28,7 +28,7 @@ __all__ = ["Generation", "generation_config"]
 _END = object()
 
 
-def generation_config(options: SamplingOptions, model: ChatModel, *, max_new_tokens: int, choice: int
+def generation_config(options: SamplingOptions, model: Generator, *, max_new_tokens: int, choice: int
                       ) -> GenerationConfig:
     """The ``GenerationConfig`` of one choice: OpenAI's defaults (temperature 1 samples; 0 is greedy), the
     model's stop tokens, the request's stop strings; choice ``i`` of a seeded request samples with ``seed + i``."""
@@ -56,7 +56,7 @@ class Generation:
         streams: each choice's text so far.
     """
 
-    model: ChatModel
+    model: Generator
     scheduler: TokenGenerator
     settings: ServeSettings
     metrics: ServerMetrics

@@ -17,21 +17,13 @@ from typing import Any
 
 from multihead.errors import CheckpointError, ConfigError
 from multihead.interop import PACKAGE_PREFIX
-from multihead.serve.served import (
-    ChatModel,
-    Classifier,
-    Embedder,
-    ExtractiveSummarizer,
-    ServedModel,
-    Translator,
-)
-from multihead.serve.templates import ChatTemplate
+from multihead.serve.served import Classifier, Embedder, ExtractiveSummarizer, Generator, ServedModel, Translator
 
 __all__ = ["load_model", "load_models", "parse_model_spec", "resolve_served_path"]
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
-_END_OF_TURN = ("<|im_end|>", "<|eot_id|>", "<|end|>", "<end_of_turn>", "<|endoftext|>")
-"""Tokens that end an assistant's turn in the common chat templates; those in a model's vocabulary stop it."""
+_DECODERS = ("gpt2", "llama", "qwen2", "mistral")
+"""Hugging Face model types that are language models (served for chat and completions)."""
 _CLASSIFIERS = ("SequenceClassifier", "TextCNN", "BiLSTMClassifier", "ClassifierEnsemble")
 
 
@@ -97,7 +89,7 @@ def load_model(name: str, path: str) -> ServedModel:
     if location.is_file():
         if location.suffix != ".gguf":
             raise ConfigError(f"{location}: expected a model directory or a .gguf file")
-        return _gguf(name, location)
+        return _generator(name, location)
     from multihead.interop import is_hf_directory
 
     if is_hf_directory(location):
@@ -105,10 +97,7 @@ def load_model(name: str, path: str) -> ServedModel:
     config = _config(location)
     architecture, task = config.get("architecture"), config.get("task")
     if architecture == "DecoderLM":
-        from multihead.tasks.text_generator import load_text_generator
-
-        generator = load_text_generator(location)
-        return _chat_model(name, generator.model, generator.tokenizer, None)
+        return _generator(name, location)
     if architecture in ("EncoderDecoder", "RNNEncoderDecoder"):
         from multihead.tasks.seq2seq_eval import load_seq2seq
 
@@ -152,8 +141,10 @@ def _config(directory: Path) -> dict[str, Any]:
 
 def _hugging_face(name: str, directory: Path) -> ServedModel:
     from multihead.interop import load_pretrained
-    from multihead.models import DecoderLM, Encoder, EncoderDecoder
+    from multihead.models import Encoder, EncoderDecoder
 
+    if _config(directory).get("model_type") in _DECODERS:
+        return _generator(name, directory)
     pretrained = load_pretrained(directory)
     if isinstance(pretrained.model, Encoder):
         from multihead.embeddings import SentenceEncoder
@@ -161,11 +152,6 @@ def _hugging_face(name: str, directory: Path) -> ServedModel:
         return Embedder(name, SentenceEncoder.load(directory))
     if pretrained.tokenizer is None:
         raise CheckpointError(f"{directory}: no tokenizer.json; expected the model's tokenizer")
-    if isinstance(pretrained.model, DecoderLM):
-        settings = _json_file(directory / "tokenizer_config.json")
-        template = settings.get("chat_template")
-        template = template if isinstance(template, str) else None
-        return _chat_model(name, pretrained.model, pretrained.tokenizer, template)
     if isinstance(pretrained.model, EncoderDecoder):
         from multihead.tasks.seq2seq_eval import Seq2SeqModel
 
@@ -175,32 +161,9 @@ def _hugging_face(name: str, directory: Path) -> ServedModel:
     raise ConfigError(f"{directory}: a Hugging Face {type(pretrained.model).__name__} is not served")
 
 
-def _gguf(name: str, path: Path) -> ChatModel:
-    """A chat model from a GGUF file (weights, tokenizer and chat template)."""
-    try:
-        from multihead.interop.gguf import load_gguf  # type: ignore[import-not-found]
-    except ImportError as error:
-        raise ConfigError(f"{path}: reading GGUF files needs multihead.interop.gguf, which this build lacks") from error
-    loaded = load_gguf(path)
-    return _chat_model(name, loaded.model, loaded.tokenizer, getattr(loaded, "chat_template", None))
+def _generator(name: str, location: Path) -> Generator:
+    """A chat model (a GGUF file or a language-model directory) with its chat template (ChatML when it has none)
+    and end-of-turn tokens, loaded by ``multihead.chat``."""
+    from multihead.chat.load import load_chat_model
 
-
-def _chat_model(name: str, model: Any, tokenizer: Any, template: str | None) -> ChatModel:
-    """A ``ChatModel`` whose turns end at EOS or at any of the usual end-of-turn tokens in its vocabulary."""
-    stops = {tokenizer.token_to_id(token) for token in _END_OF_TURN} - {None}
-    if tokenizer.eos_id is not None:
-        stops.add(tokenizer.eos_id)
-    bos = tokenizer.id_to_token(tokenizer.bos_id) if tokenizer.bos_id is not None else ""
-    eos = tokenizer.id_to_token(tokenizer.eos_id) if tokenizer.eos_id is not None else ""
-    return ChatModel(name, model, tokenizer, ChatTemplate(template, bos_token=bos or "", eos_token=eos or ""),
-                     stop_ids=tuple(sorted(stops)))
-
-
-def _json_file(path: Path) -> dict[str, Any]:
-    if not path.is_file():
-        return {}
-    try:
-        values = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        return {}
-    return values if isinstance(values, dict) else {}
+    return Generator(name, load_chat_model(location))

@@ -15,7 +15,7 @@ from fastapi import APIRouter, Request
 
 from multihead.serve.completions import Generation
 from multihead.serve.errors import APIError, error_body
-from multihead.serve.served import ChatModel, Embedder
+from multihead.serve.served import Embedder, Generator
 from multihead.serve.sse import DONE, ClientGoneError, EventStream, event, unless_disconnected
 from multihead.serve.state import ServerState
 
@@ -58,9 +58,9 @@ async def chat_completions(request: Request) -> Any:
 
     body = ChatCompletionRequest.model_validate(await read_json(request))
     state = server_state(request)
-    model: ChatModel = state.model(body.model, ("generation",), "/v1/chat/completions")
+    model: Generator = state.model(body.model, ("generation",), "/v1/chat/completions")
     messages = [{"role": "system" if m.role == "developer" else m.role, "content": m.text} for m in body.messages]
-    prompt = await asyncio.to_thread(lambda: model.encode(model.template.render(messages)))
+    prompt = await asyncio.to_thread(lambda: model.encode(model.render(messages)))
     generation = Generation(model, state.schedulers[body.model], state.settings, state.metrics, [prompt], body)
     generation.start()
     identity, created = f"chatcmpl-{secrets.token_hex(12)}", int(time.time())
@@ -98,7 +98,7 @@ async def completions(request: Request) -> Any:
 
     body = CompletionRequest.model_validate(await read_json(request))
     state = server_state(request)
-    model: ChatModel = state.model(body.model, ("generation",), "/v1/completions")
+    model: Generator = state.model(body.model, ("generation",), "/v1/completions")
     if len(body.prompts) > state.settings.max_inputs:
         raise APIError(422, f"prompt: at most {state.settings.max_inputs} prompts per request, got "
                        f"{len(body.prompts)}", param="prompt", code="limit_exceeded")

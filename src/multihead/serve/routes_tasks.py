@@ -21,7 +21,7 @@ from multihead.serve.schemas import (
     SummarizeRequest,
     TranslateRequest,
 )
-from multihead.serve.served import ChatModel, Classifier, ExtractiveSummarizer, ServedModel, Translator
+from multihead.serve.served import Classifier, ExtractiveSummarizer, Generator, ServedModel, Translator
 from multihead.serve.sse import DONE, ClientGoneError, EventStream, event, unless_disconnected, within
 from multihead.serve.state import ServerState
 
@@ -184,7 +184,7 @@ def _maps(state: ServerState, model: ServedModel, body: AttentionRequest) -> Att
             raise APIError(404, f"completion {body.completion_id[:100]!r} is not known (the server keeps the last "
                            f"{state.settings.attention_cache} completions)", param="completion_id",
                            code="completion_not_found")
-        if recent.model != body.model or not isinstance(model, ChatModel):
+        if recent.model != body.model or not isinstance(model, Generator):
             raise APIError(400, f"completion {body.completion_id!r} was made by model {recent.model!r}",
                            param="model", code="invalid_value")
         if body.choice >= len(recent.outputs):
@@ -195,7 +195,7 @@ def _maps(state: ServerState, model: ServedModel, body: AttentionRequest) -> Att
     assert body.input is not None
     if not body.input.strip():
         raise APIError(422, "input: the text is empty", param="input", code="invalid_value")
-    if isinstance(model, ChatModel):
+    if isinstance(model, Generator):
         prompt = model.encode(body.input)
         output = model.encode(body.output) if body.output else []
         return model.attention(prompt, output, layers(len(prompt) + len(output)))

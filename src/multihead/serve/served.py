@@ -17,6 +17,7 @@ from typing import Any, Literal
 import torch
 from torch import Tensor, nn
 
+from multihead.chat.load import ChatModel
 from multihead.data import pad_batch
 from multihead.embeddings import SentenceEncoder
 from multihead.inspect.capture import capture_attention
@@ -24,11 +25,10 @@ from multihead.inspect.decoding import teacher_forced_attention
 from multihead.inspect.maps import AttentionMaps, maps_from_capture
 from multihead.inspect.texts import display_tokens
 from multihead.models import DecoderLM
-from multihead.serve.templates import ChatTemplate
 from multihead.tasks.seq2seq_eval import Seq2SeqModel
 from multihead.tokenizers import Tokenizer
 
-__all__ = ["ChatModel", "Classifier", "Embedder", "ExtractiveSummarizer", "Kind", "ServedModel", "Translator",
+__all__ = ["Classifier", "Embedder", "ExtractiveSummarizer", "Generator", "Kind", "ServedModel", "Translator",
            "shared_weights_twin"]
 
 Kind = Literal["generation", "translation", "summarization", "classification", "embedding"]
@@ -81,17 +81,28 @@ class ServedModel:
 
 
 @dataclass(eq=False)
-class ChatModel(ServedModel):
-    """A ``DecoderLM`` with its tokenizer and chat template: chat completions and plain completions."""
+class Generator(ServedModel):
+    """A chat model (``multihead.chat.ChatModel``: a ``DecoderLM``, its tokenizer, chat template and end-of-turn
+    tokens): chat completions and plain completions."""
 
-    model: DecoderLM
-    tokenizer: Tokenizer
-    template: ChatTemplate
-    stop_ids: tuple[int, ...] = ()
+    chat: ChatModel
 
     def __post_init__(self) -> None:
         self.kind = "generation"
-        self.model.eval()
+        self.chat.model.eval()
+
+    @property
+    def model(self) -> DecoderLM:
+        return self.chat.model
+
+    @property
+    def tokenizer(self) -> Tokenizer:
+        return self.chat.tokenizer
+
+    @property
+    def stop_ids(self) -> tuple[int, ...]:
+        """End-of-turn tokens of the template (the tokenizer's EOS stops too)."""
+        return tuple(self.chat.stop_token_ids)
 
     @property
     def network(self) -> nn.Module:
@@ -100,6 +111,10 @@ class ChatModel(ServedModel):
     @property
     def context(self) -> int:
         return int(self.model.config.max_length)
+
+    def render(self, messages: list[dict[str, str]]) -> str:
+        """The prompt text of ``messages`` by the model's chat template, ending with the assistant's turn."""
+        return self.chat.render(messages)  # type: ignore[arg-type]
 
     def encode(self, text: str) -> list[int]:
         """Token ids of a prompt (special tokens written in the text are recognised, none are added)."""

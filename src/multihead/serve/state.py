@@ -11,18 +11,18 @@ from typing import Any
 from multihead.serve.engines import ModelWorker, TokenGenerator
 from multihead.serve.errors import APIError
 from multihead.serve.metrics import ServerMetrics
-from multihead.serve.served import ChatModel, Kind, ServedModel
+from multihead.serve.served import Generator, Kind, ServedModel
 from multihead.serve.settings import ServeSettings
 
 __all__ = ["RecentCompletion", "SchedulerFactory", "ServerState", "default_scheduler"]
 
-SchedulerFactory = Callable[[ChatModel, ServeSettings], TokenGenerator]
+SchedulerFactory = Callable[[Generator, ServeSettings], TokenGenerator]
 
 _KIND_WORDS = {"generation": "a text generation", "translation": "a translation", "summarization": "a summarisation",
                "classification": "a classification", "embedding": "a sentence embedding"}
 
 
-def default_scheduler(model: ChatModel, settings: ServeSettings) -> TokenGenerator:
+def default_scheduler(model: Generator, settings: ServeSettings) -> TokenGenerator:
     """The project's continuous-batching ``Scheduler`` over ``settings.decoding_slots`` rows, each with the
     context the limits allow (prompt + output), never more than the model's."""
     from multihead.generation.scheduler import Scheduler
@@ -57,7 +57,7 @@ class ServerState:
                                      lambda: {name: w.pending for name, w in self.workers.items()})
         try:
             for name, model in self.models.items():
-                if isinstance(model, ChatModel):
+                if isinstance(model, Generator):
                     self.schedulers[name] = self.scheduler_factory(model, self.settings)
                 self.workers[name] = ModelWorker(
                     name, max_queue=self.settings.max_queue, batch_size=self.settings.micro_batch_size,
