@@ -35,7 +35,8 @@ __all__ = ["DataConfig", "ExperimentConfig", "PretrainingConfig", "TokenizerConf
 
 T = TypeVar("T")
 
-BUILTIN_DATASETS = ("sentence-polarity", "bbc-news-topics", "multi30k", "tinyshakespeare", "bbc-news-summary")
+BUILTIN_DATASETS = ("sentence-polarity", "bbc-news-topics", "multi30k", "tinyshakespeare", "bbc-news-summary",
+                    "squad")
 
 
 MODEL_EXTRAS = ("architecture", "preset", "pooling", "shared_vocabulary", "init_from", "ensemble")
@@ -69,6 +70,8 @@ class DataConfig:
             line-aligned files (``train`` etc. are then the source files).
         source_language, target_language: the direction for multi30k (``en``, ``de``, ``fr``, ``cs``).
         max_target_length: target tokens per example (sequence-to-sequence tasks).
+        doc_stride: question answering: context tokens each window repeats from the one before, when a context
+            is longer than one window of ``max_length`` tokens.
     """
 
     dataset: str | None = None
@@ -91,6 +94,7 @@ class DataConfig:
     source_language: str = "en"
     target_language: str = "de"
     max_target_length: int = 128
+    doc_stride: int = 128
 
     def __post_init__(self) -> None:
         if self.dataset is None and self.train is None:

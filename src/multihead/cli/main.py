@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import multihead
+from multihead.cli.answer import add_answer_commands
 from multihead.cli.chat import add_chat_commands
 from multihead.cli.compare import add_compare_commands
 from multihead.cli.generate import add_generation_commands
@@ -204,6 +205,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_inspect_commands(commands)
     add_heads_commands(commands)
     add_serve_commands(commands)
+    add_answer_commands(commands)
 
     tokenizer = commands.add_parser("tokenizer", help="tokenizer tools")
     tokenizer_commands = tokenizer.add_subparsers(dest="tokenizer_command", required=True, metavar="ACTION")

@@ -108,6 +108,7 @@ _BUILTIN: dict[str, str] = {
     "abstractive-summarization": "multihead.tasks.builtin:ABSTRACTIVE",
     "extractive-summarization": "multihead.tasks.builtin:EXTRACTIVE",
     "language-model": "multihead.tasks.builtin:LANGUAGE_MODEL",
+    "question-answering": "multihead.tasks.question_answering:TASK",
 }
 """Task name -> ``module:attribute`` of its :class:`Task`."""
 

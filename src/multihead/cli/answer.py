@@ -1,0 +1,82 @@
+"""``multihead answer``: extractive question answering with a saved model, one question or a whole SQuAD file.
+A thin shell over :mod:`multihead.tasks.question_answering`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from multihead.data.errors import DataError
+from multihead.errors import ConfigError
+
+__all__ = ["add_answer_commands"]
+
+
+def _context(args: argparse.Namespace) -> str:
+    if (args.context is None) == (args.context_file is None):
+        raise ConfigError("give the passage with --context TEXT or --context-file FILE (one of them)")
+    if args.context is not None:
+        return str(args.context)
+    path = Path(args.context_file)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such file; expected the passage as UTF-8 text")
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as error:
+        raise DataError(f"not UTF-8 text ({error.reason} at byte {error.start}); expected the passage",
+                        path=path) from None
+
+
+def _answer(args: argparse.Namespace) -> int:
+    from multihead.tasks.question_answering import answer_file, answer_questions
+
+    if args.data is not None:
+        if args.question is not None or args.context is not None or args.context_file is not None:
+            raise ConfigError("--data answers a whole file; drop --question, --context and --context-file")
+        if args.out is None:
+            raise ConfigError("--data needs --out FILE for the predictions (JSON, question id -> answer)")
+        out = Path(args.out)
+        if out.exists() and not args.overwrite:
+            raise ConfigError(f"--out {out}: exists; pass --overwrite to replace it")
+        predictions, scores = answer_file(args.model_dir, args.data, max_answer_tokens=args.max_answer_tokens)
+        from multihead.atomic import write_json_atomic
+
+        write_json_atomic(out, predictions)
+        print(f"{len(predictions):,} answers written to {out}")
+        if scores is not None:
+            print(f"exact match {scores['exact_match']:.2f}   F1 {scores['f1']:.2f}   (SQuAD v1.1 official scoring "
+                  f"against the file's answers)")
+        return 0
+    if args.question is None:
+        raise ConfigError("give --question QUESTION with --context/--context-file, or --data FILE --out FILE")
+    context = _context(args)
+    (found,) = answer_questions(args.model_dir, [args.question], [context], max_answer_tokens=args.max_answer_tokens)
+    record: dict[str, Any] = {"answer": None, "start": None, "end": None, "score": None}
+    if found is not None:
+        record = {"answer": found.text, "start": found.start, "end": found.end, "score": round(found.score, 4)}
+    if args.json:
+        print(json.dumps(record, ensure_ascii=False))
+    else:
+        print(record["answer"] if record["answer"] is not None else "(no answer: the context has no tokens)")
+    return 0
+
+
+def add_answer_commands(commands: Any) -> None:
+    """Register ``answer`` on the ``multihead`` sub-command parser."""
+    answer = commands.add_parser(
+        "answer", help="answer a question from a passage with a question-answering model (or a whole SQuAD file)",
+        description="Find the answer span in the passage. One question: --question with --context or "
+                    "--context-file. A file (SQuAD JSON, or JSON lines with context/question[/answers/id]): "
+                    "--data FILE --out predictions.json, the official predictions format.")
+    answer.add_argument("model_dir", help="a question-answering model directory (e.g. runs/qa-squad-minilm/best)")
+    answer.add_argument("--question", help="the question")
+    answer.add_argument("--context", help="the passage, as text")
+    answer.add_argument("--context-file", help="the passage, from a UTF-8 text file")
+    answer.add_argument("--data", help="answer every question of this SQuAD JSON / JSON lines file")
+    answer.add_argument("--out", help="with --data: where the predictions JSON goes")
+    answer.add_argument("--overwrite", action="store_true", help="with --out: replace an existing file")
+    answer.add_argument("--max-answer-tokens", type=int, help="longest answer in tokens (default: the model's, 30)")
+    answer.add_argument("--json", action="store_true", help="one question: print answer, character span and score")
+    answer.set_defaults(run=_answer)
