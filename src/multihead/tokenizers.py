@@ -15,7 +15,7 @@ Example:
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +23,7 @@ import tokenizers
 from tokenizers import decoders, models, normalizers, pre_tokenizers, processors
 
 from multihead.atomic import write_text_atomic
+from multihead.tokenizer_config import ROLES, read_tokenizer_config, tokenizer_config_values, write_tokenizer_config
 from multihead.tokenizer_training import (
     TOKENIZER_KINDS,
     UNK_NAMES,
@@ -65,9 +66,17 @@ class Tokenizer:
     Args:
         backend: The Hugging Face tokenizer to wrap.
         kind: One of ``TOKENIZER_KINDS`` when known (set by ``train``), else ``None``.
+        special_tokens: role (``bos``, ``eos``, ``unk``, ``pad``, ``cls``, ``sep``, ``mask``) -> token, for tokens
+            whose role their name does not tell (a GGUF file's or ``tokenizer_config.json``'s); roles not given
+            are found by name (``[BOS]``, ``<s>``, ...). Saved to and loaded from ``tokenizer_config.json``.
+        chat_template: the Jinja chat template of a chat model (see :mod:`multihead.chat_template`), or ``None``;
+            saved as ``tokenizer_config.json``'s ``chat_template``.
     """
 
-    def __init__(self, backend: tokenizers.Tokenizer, *, kind: str | None = None) -> None:
+    def __init__(
+        self, backend: tokenizers.Tokenizer, *, kind: str | None = None,
+        special_tokens: Mapping[str, str] | None = None, chat_template: str | None = None,
+    ) -> None:  # fmt: skip
         if not isinstance(backend, tokenizers.Tokenizer):
             raise TypeError(f"backend must be a tokenizers.Tokenizer, got {type(backend).__name__}")
         if kind is not None and kind not in TOKENIZER_KINDS:
@@ -78,6 +87,14 @@ class Tokenizer:
             backend.no_truncation()
         self._backend = backend
         self.kind = kind
+        self.special_tokens: dict[str, str] = dict(special_tokens or {})
+        for role, token in self.special_tokens.items():
+            if role not in ROLES or backend.token_to_id(token) is None:
+                raise ValueError(f"special_tokens[{role!r}] = {token!r}: expected a role among {ROLES} and a token "
+                                 f"of the vocabulary")
+        if chat_template is not None and not isinstance(chat_template, str):
+            raise TypeError(f"chat_template must be a str or None, got {type(chat_template).__name__}")
+        self.chat_template = chat_template
 
     @classmethod
     def train(
@@ -154,12 +171,14 @@ class Tokenizer:
         """Load a ``tokenizer.json`` file, or a directory holding ``tokenizer.json`` or a BERT ``vocab.txt``.
 
         A directory with only ``vocab.txt`` becomes a BERT WordPiece tokenizer; ``do_lower_case`` (default
-        ``True``) and the special token names come from ``tokenizer_config.json`` when present.
+        ``True``) and the special token names come from ``tokenizer_config.json`` when present. Beside a
+        ``tokenizer.json``, ``tokenizer_config.json`` gives the special tokens' roles and the chat template
+        (``chat_template.jinja`` wins over its ``chat_template`` key).
         """
         path = Path(path)
         if path.is_dir():
             if (path / _TOKENIZER_FILE).is_file():
-                return cls(_read_tokenizer_json(path / _TOKENIZER_FILE))
+                return cls._with_config(_read_tokenizer_json(path / _TOKENIZER_FILE), path)
             if (path / _VOCAB_FILE).is_file():
                 return cls(_read_bert_vocab(path / _VOCAB_FILE))
             raise MissingFileError(
@@ -168,13 +187,22 @@ class Tokenizer:
         if path.is_file():
             if path.suffix == ".txt":
                 return cls(_read_bert_vocab(path))
-            return cls(_read_tokenizer_json(path))
+            return cls._with_config(_read_tokenizer_json(path), path.parent)
         raise MissingFileError(
             f"tokenizer path {str(path)!r} does not exist; expected a {_TOKENIZER_FILE} file or a directory holding one"
         )
 
+    @classmethod
+    def _with_config(cls, backend: tokenizers.Tokenizer, directory: Path) -> Tokenizer:
+        """``backend`` with the roles (those naming tokens it has) and chat template of ``directory``'s
+        ``tokenizer_config.json`` and ``chat_template.jinja``."""
+        roles, template = read_tokenizer_config(directory)
+        known = {role: token for role, token in roles.items() if backend.token_to_id(token) is not None}
+        return cls(backend, special_tokens=known, chat_template=template)
+
     def save(self, path: str | Path) -> Path:
-        """Write ``tokenizer.json`` atomically and return its path.
+        """Write ``tokenizer.json`` atomically and return its path; with ``special_tokens`` or a
+        ``chat_template``, also a ``tokenizer_config.json`` beside it.
 
         ``path`` ending in ``.json`` (and not an existing directory) names the file; anything else is a
         directory, created if needed, that receives ``tokenizer.json``.
@@ -182,7 +210,19 @@ class Tokenizer:
         path = Path(path)
         target = path if path.suffix == ".json" and not path.is_dir() else path / _TOKENIZER_FILE
         write_text_atomic(target, self._backend.to_str(pretty=True))
+        if self.special_tokens or self.chat_template is not None:
+            write_tokenizer_config(target.parent, self.config_values())
         return target
+
+    def config_values(self) -> dict[str, Any]:
+        """The ``tokenizer_config.json`` keys of this tokenizer: ``<role>_token`` of the roles it was given and
+        ``chat_template`` when it has one."""
+        return tokenizer_config_values(self.special_tokens, self.chat_template)
+
+    def role_tokens(self) -> dict[str, str]:
+        """Role -> token of every special token role this tokenizer has, given or found by name."""
+        return {role: token for role in ROLES
+                if (token_id := self._role_id(role)) is not None and (token := self.id_to_token(token_id))}
 
     def encode(self, text: str, *, max_length: int | None = None, add_special_tokens: bool = True) -> list[int]:
         """Token ids of one text; ``max_length`` truncates the text and keeps the special tokens."""
@@ -279,7 +319,9 @@ class Tokenizer:
         return self._role_id("eos")
 
     def _role_id(self, role: str) -> int | None:
-        for name in _ROLE_NAMES[role]:
+        if role in self.special_tokens:
+            return self._backend.token_to_id(self.special_tokens[role])
+        for name in _ROLE_NAMES.get(role, ()):
             token_id = self._backend.token_to_id(name)
             if token_id is not None:
                 return token_id

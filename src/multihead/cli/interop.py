@@ -31,7 +31,8 @@ def _embed(args: argparse.Namespace) -> int:
 
 
 def convert_model_dir(source: str | Path, destination: str | Path, *, to: str) -> Path:
-    """Write the model of ``source`` (either format, or ``package:NAME``) to ``destination`` in format ``to``.
+    """Write the model of ``source`` (a Hugging Face or multihead directory, a ``.gguf`` file, or ``package:NAME``)
+    to ``destination`` in format ``to``.
 
     Args:
         to: ``hf`` (``config.json`` + ``model.safetensors`` + tokenizer files that ``transformers`` loads) or
@@ -82,7 +83,9 @@ def add_interop_commands(commands: Any) -> None:
     embed.set_defaults(run=_embed)
 
     convert = commands.add_parser("convert", help="convert a model directory between Hugging Face and multihead")
-    convert.add_argument("source", help="a Hugging Face (BERT, GPT-2, Marian) or multihead model directory")
+    convert.add_argument("source", help="a Hugging Face (BERT, GPT-2, Marian, Llama, Qwen2, Mistral) or multihead "
+                         "model directory, a llama.cpp .gguf file (llama, qwen2, mistral), or package:NAME")
     convert.add_argument("destination", help="the directory to write (replaced as a whole)")
-    convert.add_argument("--to", required=True, choices=["hf", "multihead"], help="the format to write")
+    convert.add_argument("--to", default="multihead", choices=["hf", "multihead"],
+                         help="the format to write (default multihead)")
     convert.set_defaults(run=_convert)

