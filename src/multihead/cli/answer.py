@@ -30,7 +30,7 @@ def _context(args: argparse.Namespace) -> str:
 
 
 def _answer(args: argparse.Namespace) -> int:
-    from multihead.tasks.question_answering import answer_file, answer_questions
+    from multihead.tasks.qa_model import answer_file, answer_questions
 
     if args.data is not None:
         if args.question is not None or args.context is not None or args.context_file is not None:

@@ -1,9 +1,9 @@
 """Extractive question answering end to end: read SQuAD-style data, window it, train a ``SpanExtractor`` (from
 scratch or from a pretrained encoder), score exact match and F1 as SQuAD v1.1's official script does, answer.
 
-The Python API here is what ``multihead train``/``eval`` (through the task registry) and ``multihead answer``
-call. A model directory records its windowing (``qa`` in ``config.json``) so that answering windows texts the
-way training did.
+The Python API here is what ``multihead train`` and ``multihead eval`` call through the task registry; using a
+saved model (``multihead answer``) is :mod:`multihead.tasks.qa_model`. A model directory records its windowing
+(``qa`` in ``config.json``) so that answering windows texts the way training did.
 """
 
 from __future__ import annotations
@@ -20,27 +20,23 @@ from torch import Tensor, nn
 
 from multihead.atomic import write_json_atomic
 from multihead.data import BucketBatchSampler, split_by_fraction
-from multihead.data.qa_windows import QAWindows, make_windows
+from multihead.data.qa_windows import QAWindows
 from multihead.data.squad import QAExample, read_qa_file, squad, squad_references
-from multihead.errors import CheckpointError, ConfigError
+from multihead.errors import ConfigError
 from multihead.experiment import MODEL_EXTRAS, ExperimentConfig
-from multihead.model_dir import load_model_dir, write_model_files
+from multihead.model_dir import write_model_files
 from multihead.models import SpanExtractor
 from multihead.squad_metric import squad_scores
-from multihead.tasks.qa_decode import SpanAnswer, SpanCollector, collect_batch, predict_answers
+from multihead.tasks.qa_decode import SpanCollector, collect_batch
+from multihead.tasks.qa_model import MAX_ANSWER_TOKENS, MAX_QUESTION_TOKENS, QAModel, evaluate_examples, qa_windows
 from multihead.tasks.registry import Task, TaskResult
 from multihead.tokenizers import Tokenizer
 from multihead.training import TrainData, Trainer
 
-__all__ = ["MAX_ANSWER_TOKENS", "MAX_QUESTION_TOKENS", "TASK", "QATask", "answer_file", "answer_questions",
-           "evaluate_qa", "load_qa_splits", "span_extractor_from_pretrained", "train_qa"]
+__all__ = ["TASK", "QAResult", "QATask", "evaluate_qa", "load_qa_splits", "span_extractor_from_pretrained", "train_qa"]
 
 Batch = dict[str, Tensor]
 Log = Callable[[str], None]
-MAX_QUESTION_TOKENS = 64
-"""Question tokens kept in a window (longer questions are cut; SQuAD's longest dev question has 61 MiniLM tokens)."""
-MAX_ANSWER_TOKENS = 30
-"""Longest answer span decoded, in tokens (the usual SQuAD setting; 99.6% of dev reference answers fit)."""
 METRICS = {"f1": "max", "exact_match": "max", "loss": "min"}
 """Validation figures a QA run may select on, with the direction of better."""
 
@@ -192,7 +188,7 @@ def train_qa(config: ExperimentConfig, *, resume: bool = False, test: bool = Tru
     tokenizer = _tokenizer(config, splits, resume)
     settings = {"max_length": data.max_length, "doc_stride": data.doc_stride,
                 "max_question_tokens": MAX_QUESTION_TOKENS, "max_answer_tokens": MAX_ANSWER_TOKENS}
-    encoded = {name: _windows(examples, tokenizer, settings) for name, examples in splits.items() if name != "test"}
+    encoded = {name: qa_windows(examples, tokenizer, settings) for name, examples in splits.items() if name != "test"}
     train = encoded["train"]
     held = sum(1 for start in train.starts if start > 0)
     log(f"{len(train):,} training windows ({sum(map(len, train.ids)):,} tokens; {held:,} hold their answer); "
@@ -223,80 +219,7 @@ def train_qa(config: ExperimentConfig, *, resume: bool = False, test: bool = Tru
                     interrupted=result.interrupted)
 
 
-def _windows(examples: Sequence[QAExample], tokenizer: Tokenizer, settings: Mapping[str, Any]) -> QAWindows:
-    return make_windows(examples, tokenizer, max_length=int(settings["max_length"]),
-                        stride=int(settings["doc_stride"]), max_question_tokens=int(settings["max_question_tokens"]))
-
-
-# --------------------------------------------------------------------------------------------- using a model
-@dataclass
-class _Loaded:
-    model: nn.Module
-    tokenizer: Tokenizer
-    settings: dict[str, Any]
-    config: dict[str, Any]
-
-
-def _load(model_dir: str | Path) -> _Loaded:
-    loaded = load_model_dir(model_dir)
-    settings = loaded.config.get("qa")
-    if not isinstance(loaded.model, SpanExtractor) or loaded.tokenizer is None or not isinstance(settings, dict):
-        raise CheckpointError(f"{model_dir}: not a question-answering model (expected a SpanExtractor with "
-                              f"tokenizer.json and a \"qa\" section in config.json, got "
-                              f"{loaded.config.get('architecture')!r})")
-    return _Loaded(loaded.model, loaded.tokenizer, settings, loaded.config)
-
-
-def _answer(loaded: _Loaded, examples: Sequence[QAExample], *, max_answer_tokens: int | None,
-            batch_size: int) -> tuple[SpanCollector, int]:
-    windows = _windows(examples, loaded.tokenizer, loaded.settings)
-    limit = int(max_answer_tokens or loaded.settings.get("max_answer_tokens", MAX_ANSWER_TOKENS))
-    if limit < 1:
-        raise ConfigError(f"max_answer_tokens must be >= 1, got {limit}")
-    return predict_answers(loaded.model, windows, examples, pad_id=loaded.tokenizer.pad_id or 0,
-                           max_answer_tokens=limit, batch_size=batch_size), len(windows)
-
-
-def answer_questions(model_dir: str | Path, questions: Sequence[str], contexts: Sequence[str], *,
-                     max_answer_tokens: int | None = None, batch_size: int = 32) -> list[SpanAnswer | None]:
-    """The best answer span of each question in its context (None only for a context with no token).
-
-    Args:
-        model_dir: a directory written by :func:`train_qa`.
-        questions, contexts: one context per question.
-        max_answer_tokens: longest answer, in tokens (default: the model's, 30).
-    """
-    if isinstance(questions, str) or isinstance(contexts, str):
-        raise TypeError("questions and contexts must be sequences of strings; wrap a single one in a list")
-    if len(questions) != len(contexts):
-        raise ConfigError(f"{len(questions)} questions but {len(contexts)} contexts; expected one context each")
-    for i, (question, context) in enumerate(zip(questions, contexts, strict=True)):
-        if not question.strip() or not context.strip():
-            raise ConfigError(f"question {i}: {'question' if not question.strip() else 'context'} is empty; "
-                              f"expected text")
-    examples = [QAExample(id=str(i), question=q, context=c, answers=())
-                for i, (q, c) in enumerate(zip(questions, contexts, strict=True))]
-    collector, _ = _answer(_load(model_dir), examples, max_answer_tokens=max_answer_tokens, batch_size=batch_size)
-    return collector.answers()
-
-
-def evaluate_examples(model_dir: str | Path, examples: Sequence[QAExample], *, split: str | None = None,
-                      data: str | None = None, max_answer_tokens: int | None = None,
-                      batch_size: int = 64) -> dict[str, Any]:
-    """Exact match and F1 (official v1.1 scoring) of a saved model on labelled questions, with timings."""
-    started, cpu = time.perf_counter(), time.process_time()
-    loaded = _load(model_dir)
-    collector, windows = _answer(loaded, examples, max_answer_tokens=max_answer_tokens, batch_size=batch_size)
-    predictions = collector.predictions()
-    scores = squad_scores(predictions, squad_references(examples))
-    shown = [{"question": e.question, "prediction": predictions[e.id], "answers": [a.text for a in e.answers]}
-             for e in examples[:3]]
-    return {"split": split, "data": data, **scores, "windows": windows,
-            "max_answer_tokens": int(max_answer_tokens or loaded.settings.get("max_answer_tokens", MAX_ANSWER_TOKENS)),
-            "seconds": round(time.perf_counter() - started, 1), "cpu_seconds": round(time.process_time() - cpu, 1),
-            "threads": torch.get_num_threads(), "examples": shown, "predictions": predictions}
-
-
+# --------------------------------------------------------------------------------------------- scoring
 def evaluate_qa(model_dir: str | Path, *, split: str = "test", data: str | None = None,
                 references: str | None = None, options: Mapping[str, Any] | None = None, limit: int | None = None,
                 **_: Any) -> dict[str, Any]:
@@ -311,25 +234,10 @@ def evaluate_qa(model_dir: str | Path, *, split: str = "test", data: str | None 
     else:
         from multihead.experiment import recorded_split
 
-        examples = recorded_split(_load(model_dir).config, split, load_qa_splits, where=model_dir)
+        examples = recorded_split(QAModel.load(model_dir).config, split, load_qa_splits, where=model_dir)
     options = dict(options or {})
     return evaluate_examples(model_dir, examples[:limit] if limit else examples, split=None if data else split,
                              data=data, max_answer_tokens=options.get("max_answer_tokens"))
-
-
-def answer_file(model_dir: str | Path, path: str | Path, *, max_answer_tokens: int | None = None,
-                batch_size: int = 64) -> tuple[dict[str, str], dict[str, Any] | None]:
-    """Answer every question of a SQuAD JSON or JSON lines file.
-
-    Returns:
-        The predictions in the official format (question id -> answer text), and exact match/F1 when every
-        question of the file has reference answers (None otherwise).
-    """
-    examples = read_qa_file(path, require_answers=False)
-    collector, _ = _answer(_load(model_dir), examples, max_answer_tokens=max_answer_tokens, batch_size=batch_size)
-    predictions = collector.predictions()
-    labelled = all(example.answers for example in examples)
-    return predictions, squad_scores(predictions, squad_references(examples)) if labelled else None
 
 
 # --------------------------------------------------------------------------------------------- the registry entry
