@@ -56,7 +56,8 @@ class LearnedPositions(nn.Module):
 
     def forward(self, position_ids: Tensor) -> Tensor:
         """``(..., T)`` integer positions -> ``(..., T, D)``."""
-        if position_ids.numel() and not 0 <= int(position_ids.min()) <= int(position_ids.max()) < self.max_length:
+        checked = position_ids.numel() and not torch.compiler.is_compiling()  # traced graphs read no tensor values
+        if checked and not 0 <= int(position_ids.min()) <= int(position_ids.max()) < self.max_length:
             raise ValueError(
                 f"positions {int(position_ids.min())}..{int(position_ids.max())} are outside the learned "
                 f"positions 0..{self.max_length - 1}"

@@ -50,7 +50,8 @@ class Embeddings(nn.Module):
     def forward(self, ids: Tensor, position_ids: Tensor) -> Tensor:
         """``(B, T)`` ids and ``(T,)`` or ``(B, T)`` positions -> ``(B, T, D)``."""
         vocab_size = self.tokens.num_embeddings
-        if ids.numel() and (int(ids.min()) < 0 or int(ids.max()) >= vocab_size):
+        # a traced graph (torch.compile, torch.export and ONNX) reads no tensor values; eager calls check every id
+        if ids.numel() and not torch.compiler.is_compiling() and (int(ids.min()) < 0 or int(ids.max()) >= vocab_size):
             bad = ids[(ids < 0) | (ids >= vocab_size)][0].item()
             raise ValueError(f"token id {bad} is outside the vocabulary (0..{vocab_size - 1})")
         x = self.tokens(ids) * self.scale

@@ -5,6 +5,7 @@ Shape legend: ``B`` batch, ``T`` length, ``D`` model width.
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor, nn
 
 from multihead.layers import EncoderLayer
@@ -54,10 +55,13 @@ class Encoder(nn.Module):
         position_ids = default_position_ids(ids.shape[1], past=0, device=ids.device)
         x = self.embeddings(ids, position_ids)  # (B, T, D)
         attention_mask = None if mask is None else key_padding_to_attention(mask)  # (B, 1, 1, T)
-        packing = None if mask is None else Packing.from_mask(mask)
+        # packing finds the real tokens from the mask's values, which a traced graph (torch.compile, ONNX) cannot
+        packing = None if mask is None or torch.compiler.is_compiling() else Packing.from_mask(mask)
         if packing is not None:  # position-wise work on real tokens only; attention sees the grid
             x = packing.unpad(x)  # (N, D)
         for layer in self.layers:
             x = layer(x, mask=attention_mask, position_ids=position_ids, packing=packing)
         x = self.final_norm(x)
-        return x if packing is None else packing.pad(x)  # (B, T, D), zeros at padding
+        if packing is not None:
+            return packing.pad(x)  # (B, T, D), zeros at padding
+        return x if mask is None else x.masked_fill(~mask[..., None], 0.0)  # (B, T, D), zeros at padding
