@@ -15,6 +15,7 @@ from tiny_serve import (
     RunningServer,
     chat_model,
     classifier,
+    config,
     label_vocab,
     save_chat_dir,
     serving,
@@ -182,3 +183,33 @@ def test_choose_layers_bounds_the_answer() -> None:
         choose_layers(4, 60, 100, [0, 1])
     with pytest.raises(APIError, match="shorter text"):
         choose_layers(4, 200, 100, None)
+
+
+def test_answer_gives_the_qa_model_span(tmp_path: Path) -> None:
+    qa_model = pytest.importorskip("multihead.tasks.qa_model", reason="extractive QA is not in this build")
+    from multihead.models import SpanExtractor
+
+    words = word_tokenizer()
+    torch.manual_seed(4)
+    model = SpanExtractor(config(words.vocab_size, positions="learned")).eval()
+    save_model_dir(tmp_path / "qa", model=model, tokenizer=words,
+                   extra={"task": "question-answering",
+                          "qa": {"max_length": 48, "doc_stride": 8, "max_question_tokens": 16}})
+    questions = ["Where does the dog run?", "What was the film?"]
+    contexts = [TEXTS[5] + " " + TEXTS[4], TEXTS[7] + " " + TEXTS[1] * 3]
+    expected = qa_model.QAModel.load(tmp_path / "qa").answer(questions, contexts)
+    with serving(load_models([f"reader={tmp_path / 'qa'}"])) as server:
+        response = httpx.post(server.url + "/v1/answer", json={"model": "reader", "question": questions,
+                                                               "context": contexts})
+        single = httpx.post(server.url + "/v1/answer", json={"model": "reader", "question": questions[0],
+                                                             "context": contexts[0]})
+        unpaired = httpx.post(server.url + "/v1/answer", json={"model": "reader", "question": questions,
+                                                               "context": contexts[:1]})
+        maps = httpx.post(server.url + "/v1/attention", json={"model": "reader", "input": questions[0]})
+    data = response.json()["data"]
+    for row, span in zip(data, expected, strict=True):
+        assert span is not None and (row["text"], row["start"], row["end"]) == (span.text, span.start, span.end)
+        assert contexts[row["index"]][row["start"]:row["end"]] == row["text"]
+    assert single.json()["data"][0]["text"] == data[0]["text"]
+    assert unpaired.status_code == 422 and "one context each" in unpaired.json()["error"]["message"]
+    assert maps.status_code == 200 and maps.json()["view"]["groups"][0]["queries"][0] == "[CLS]"

@@ -17,7 +17,15 @@ from typing import Any
 
 from multihead.errors import CheckpointError, ConfigError
 from multihead.interop import PACKAGE_PREFIX
-from multihead.serve.served import Classifier, Embedder, ExtractiveSummarizer, Generator, ServedModel, Translator
+from multihead.serve.served import (
+    Answerer,
+    Classifier,
+    Embedder,
+    ExtractiveSummarizer,
+    Generator,
+    ServedModel,
+    Translator,
+)
 
 __all__ = ["load_model", "load_models", "parse_model_spec", "resolve_served_path"]
 
@@ -110,6 +118,10 @@ def load_model(name: str, path: str) -> ServedModel:
         if loaded.tokenizer is None:
             raise CheckpointError(f"{location}: no tokenizer.json; expected the summariser's tokenizer")
         return ExtractiveSummarizer(name, loaded.model, loaded.tokenizer, config["extractive"])
+    if architecture == "SpanExtractor" and isinstance(config.get("qa"), dict):
+        from multihead.tasks.qa_model import QAModel
+
+        return Answerer(name, QAModel.load(location))
     if architecture in _CLASSIFIERS:
         from multihead.model_dir import load_model_dir
 
@@ -123,7 +135,8 @@ def load_model(name: str, path: str) -> ServedModel:
 
         return Embedder(name, SentenceEncoder.load(location))
     raise ConfigError(f"{location}: a {architecture} model is not served (serve generates with a DecoderLM, "
-                      "translates and summarises with an encoder-decoder, classifies, and embeds with an encoder)")
+                      "translates and summarises with an encoder-decoder, classifies, answers questions, and embeds "
+                      "with an encoder)")
 
 
 def _config(directory: Path) -> dict[str, Any]:

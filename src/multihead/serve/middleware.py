@@ -35,7 +35,7 @@ OPEN_PATHS = ("/health",)
 """Paths answered without the API key; the page (``/`` and ``/static/``) holds no data and asks for the key."""
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1", "[::1]")
 KNOWN_ROUTES = ("/", "/health", "/metrics", "/v1/models", "/v1/chat/completions", "/v1/completions",
-                "/v1/embeddings", "/v1/classify", "/v1/translate", "/v1/summarize", "/v1/attention")
+                "/v1/embeddings", "/v1/classify", "/v1/translate", "/v1/summarize", "/v1/answer", "/v1/attention")
 
 
 def route_label(path: str) -> str:

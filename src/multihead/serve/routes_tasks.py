@@ -15,13 +15,14 @@ from multihead.inspect.maps import AttentionMaps
 from multihead.serve.errors import APIError, error_body
 from multihead.serve.routes_openai import check_texts, read_json, server_state
 from multihead.serve.schemas import (
+    AnswerRequest,
     AttentionRequest,
     ClassifyRequest,
     Seq2SeqRequest,
     SummarizeRequest,
     TranslateRequest,
 )
-from multihead.serve.served import Classifier, ExtractiveSummarizer, Generator, ServedModel, Translator
+from multihead.serve.served import Answerer, Classifier, ExtractiveSummarizer, Generator, ServedModel, Translator
 from multihead.serve.sse import DONE, ClientGoneError, EventStream, event, unless_disconnected, within
 from multihead.serve.state import ServerState
 
@@ -57,6 +58,21 @@ async def classify(request: Request) -> dict[str, Any]:
         ranked = dict(sorted(scores.items(), key=lambda pair: -pair[1]))
         data.append({"index": index, "label": next(iter(ranked)), "probabilities": ranked})
     return {"object": "list", "model": body.model, "data": data}
+
+
+@router.post("/v1/answer")
+async def answer(request: Request) -> dict[str, Any]:
+    """The best answer span of each question in its context (micro-batched)."""
+    body = AnswerRequest.model_validate(await read_json(request))
+    state = server_state(request)
+    model: Answerer = state.model(body.model, ("question-answering",), "/v1/answer")
+    pairs = body.pairs
+    check_texts([q for q, _ in pairs], state.settings.max_inputs, "question")
+    check_texts([c for _, c in pairs], state.settings.max_inputs, "context")
+    limit = body.max_answer_tokens
+    results = await _run(request, state, state.workers[body.model].batched(
+        f"answer:{limit}", lambda batch: model.run(batch, limit), pairs))
+    return {"object": "list", "model": body.model, "data": [{"index": i, **row} for i, row in enumerate(results)]}
 
 
 @router.post("/v1/translate", response_model=None)
@@ -161,7 +177,7 @@ async def attention(request: Request) -> Any:
     body = AttentionRequest.model_validate(await read_json(request))
     state = server_state(request)
     model: ServedModel = state.model(body.model, ("generation", "translation", "summarization", "classification",
-                                                  "embedding"), "/v1/attention")
+                                                  "embedding", "question-answering"), "/v1/attention")
     maps = await _run(request, state, state.workers[body.model].call(_maps, state, model, body))
     if body.format == "html":
         return HTMLResponse(AttentionView(maps).to_html())
@@ -206,13 +222,4 @@ def _maps(state: ServerState, model: ServedModel, body: AttentionRequest) -> Att
     if body.output is not None:
         raise APIError(422, f"output: a {model.kind} model reads one text; give input only", param="output",
                        code="invalid_value")
-    return model.attention(body.input, layers(_length(model, body.input)))
-
-
-def _length(model: ServedModel, text: str) -> int:
-    """Tokens the model reads for ``text`` (its own truncation applied)."""
-    tokenizer = getattr(model, "tokenizer", None) or model.encoder.tokenizer  # type: ignore[attr-defined]
-    limit = getattr(model, "max_length", None) or getattr(getattr(model, "encoder", None), "max_length", None)
-    if limit is None and isinstance(model, ExtractiveSummarizer):
-        limit = int(model.settings["max_length"])
-    return len(tokenizer.encode(text, max_length=limit))
+    return model.attention(body.input, layers(len(model.input_ids(body.input))))  # type: ignore[attr-defined]

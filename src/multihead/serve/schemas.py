@@ -9,8 +9,9 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-__all__ = ["AttentionRequest", "ChatCompletionRequest", "ChatMessage", "ClassifyRequest", "CompletionRequest",
-           "EmbeddingRequest", "SamplingOptions", "Seq2SeqRequest", "SummarizeRequest", "TranslateRequest"]
+__all__ = ["AnswerRequest", "AttentionRequest", "ChatCompletionRequest", "ChatMessage", "ClassifyRequest",
+           "CompletionRequest", "EmbeddingRequest", "SamplingOptions", "Seq2SeqRequest", "SummarizeRequest",
+           "TranslateRequest"]
 
 ModelName = Annotated[str, Field(min_length=1, max_length=200)]
 Text = Annotated[str, Field(max_length=1_000_000)]
@@ -197,6 +198,29 @@ class TranslateRequest(Seq2SeqRequest):
 
 class SummarizeRequest(Seq2SeqRequest):
     sentences: int | None = Field(default=None, ge=1, le=100)
+
+
+class AnswerRequest(_Strict):
+    """Extractive question answering: one question and its context, or lists of both (one context each)."""
+
+    model: ModelName
+    question: Text | list[Text]
+    context: Text | list[Text]
+    max_answer_tokens: int | None = Field(default=None, ge=1, le=512)
+
+    @model_validator(mode="after")
+    def _paired(self) -> AnswerRequest:
+        if isinstance(self.question, list) != isinstance(self.context, list):
+            raise ValueError("give one question and one context, or two lists of the same length")
+        if isinstance(self.question, list) and len(self.question) != len(self.context):
+            raise ValueError(f"{len(self.question)} questions but {len(self.context)} contexts; one context each")
+        return self
+
+    @property
+    def pairs(self) -> list[tuple[str, str]]:
+        questions = [self.question] if isinstance(self.question, str) else self.question
+        contexts = [self.context] if isinstance(self.context, str) else self.context
+        return list(zip(questions, contexts, strict=True))
 
 
 class AttentionRequest(_Strict):

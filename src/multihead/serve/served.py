@@ -28,10 +28,10 @@ from multihead.models import DecoderLM
 from multihead.tasks.seq2seq_eval import Seq2SeqModel
 from multihead.tokenizers import Tokenizer
 
-__all__ = ["Classifier", "Embedder", "ExtractiveSummarizer", "Generator", "Kind", "ServedModel", "Translator",
-           "shared_weights_twin"]
+__all__ = ["Answerer", "Classifier", "Embedder", "ExtractiveSummarizer", "Generator", "Kind", "ServedModel",
+           "Translator", "shared_weights_twin"]
 
-Kind = Literal["generation", "translation", "summarization", "classification", "embedding"]
+Kind = Literal["generation", "translation", "summarization", "classification", "embedding", "question-answering"]
 
 
 def shared_weights_twin(model: nn.Module) -> nn.Module:
@@ -213,9 +213,12 @@ class ExtractiveSummarizer(ServedModel):
             summaries[i] = " ".join(split[i][j] for j in chosen)
         return summaries
 
+    def input_ids(self, text: str) -> list[int]:
+        """The tokens the model reads for ``text`` (as one sequence, for its attention view)."""
+        return self.tokenizer.encode(text, max_length=int(self.settings["max_length"]))
+
     def attention(self, text: str, layers: Sequence[int]) -> AttentionMaps:
-        ids = self.tokenizer.encode(text, max_length=int(self.settings["max_length"]))
-        return _encoder_maps(self.twin(), self.tokenizer, ids, layers, title=text[:200])
+        return _encoder_maps(self.twin(), self.tokenizer, self.input_ids(text), layers, title=text[:200])
 
 
 @dataclass(eq=False)
@@ -243,8 +246,11 @@ class Classifier(ServedModel):
             probabilities = self.model(batch, mask=mask).float().softmax(dim=-1)  # (B, C)
         return [dict(zip(self.labels, row, strict=True)) for row in probabilities.tolist()]
 
+    def input_ids(self, text: str) -> list[int]:
+        return self.tokenizer.encode(text, max_length=self.max_length)
+
     def attention(self, text: str, layers: Sequence[int]) -> AttentionMaps:
-        ids = self.tokenizer.encode(text, max_length=self.max_length)
+        ids = self.input_ids(text)
         scores = self.run([text])[0]
         best = max(scores, key=scores.__getitem__)
         return _encoder_maps(self.twin(), self.tokenizer, ids, layers, title=f"{text[:200]}  ->  {best} "
@@ -272,9 +278,37 @@ class Embedder(ServedModel):
         """``(B, D)`` embeddings of ``texts`` as lists."""
         return self.encoder.encode(list(texts), batch_size=max(len(texts), 1)).tolist()
 
+    def input_ids(self, text: str) -> list[int]:
+        return self.encoder.tokenizer.encode(text, max_length=self.encoder.max_length)
+
     def attention(self, text: str, layers: Sequence[int]) -> AttentionMaps:
-        ids = self.encoder.tokenizer.encode(text, max_length=self.encoder.max_length)
-        return _encoder_maps(self.twin(), self.encoder.tokenizer, ids, layers, title=text[:200])
+        return _encoder_maps(self.twin(), self.encoder.tokenizer, self.input_ids(text), layers, title=text[:200])
+
+
+@dataclass(eq=False)
+class Answerer(ServedModel):
+    """An extractive question-answering model (``multihead.tasks.qa_model.QAModel``): the best span of a context."""
+
+    qa: Any  # QAModel
+
+    def __post_init__(self) -> None:
+        self.kind = "question-answering"
+
+    @property
+    def network(self) -> nn.Module:
+        return self.qa.model
+
+    def run(self, pairs: Sequence[tuple[str, str]], max_answer_tokens: int | None) -> list[dict[str, Any]]:
+        """The best answer of each ``(question, context)``: text, character span ``[start, end)`` and score."""
+        answers = self.qa.answer([q for q, _ in pairs], [c for _, c in pairs], max_answer_tokens=max_answer_tokens)
+        return [{"text": "", "start": 0, "end": 0, "score": None} if a is None else
+                {"text": a.text, "start": a.start, "end": a.end, "score": a.score} for a in answers]
+
+    def input_ids(self, text: str) -> list[int]:
+        return self.qa.tokenizer.encode(text, max_length=int(self.qa.settings["max_length"]))
+
+    def attention(self, text: str, layers: Sequence[int]) -> AttentionMaps:
+        return _encoder_maps(self.twin(), self.qa.tokenizer, self.input_ids(text), layers, title=text[:200])
 
 
 def _encoder_maps(model: nn.Module, tokenizer: Tokenizer, ids: list[int], layers: Iterable[int], *, title: str

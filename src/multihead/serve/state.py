@@ -19,7 +19,8 @@ __all__ = ["RecentCompletion", "SchedulerFactory", "ServerState", "default_sched
 SchedulerFactory = Callable[[Generator, ServeSettings], TokenGenerator]
 
 _KIND_WORDS = {"generation": "a text generation", "translation": "a translation", "summarization": "a summarisation",
-               "classification": "a classification", "embedding": "a sentence embedding"}
+               "classification": "a classification", "embedding": "a sentence embedding",
+               "question-answering": "a question-answering"}
 
 
 def default_scheduler(model: Generator, settings: ServeSettings) -> TokenGenerator:

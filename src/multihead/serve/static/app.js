@@ -7,6 +7,7 @@
   const $ = (id) => document.getElementById(id);
   const ui = {
     model: $("model"), kind: $("kind"), log: $("log"), composer: $("composer"), prompt: $("prompt"),
+    context: $("context"),
     send: $("send"), stop: $("stop"), clear: $("clear"), status: $("status"), showAttention: $("show-attention"),
     frame: $("attention-frame"), note: $("attention-note"), keyButton: $("key-button"), keyDialog: $("key-dialog"),
     keyForm: $("key-form"), keyInput: $("key-input"), keyCancel: $("key-cancel"),
@@ -18,6 +19,7 @@
     summarization: "An article to summarise; Enter runs",
     classification: "A text to classify; Enter runs",
     embedding: "A text to embed; Enter runs",
+    "question-answering": "A question about the context above; Enter runs",
   };
   const state = { models: [], conversation: [], controller: null, last: null };
 
@@ -139,6 +141,7 @@
     }
     ui.send.textContent = kind === "generation" ? "Send" : "Run";
     ui.clear.hidden = kind !== "generation";
+    ui.context.hidden = kind !== "question-answering";
     reset();
   }
 
@@ -166,6 +169,7 @@
       if (model.kind === "generation") await chat(model, text, output);
       else if (model.kind === "translation" || model.kind === "summarization") await rewrite(model, text, output);
       else if (model.kind === "classification") await classify(model, text, output);
+      else if (model.kind === "question-answering") await answer(model, text, output);
       else await embed(model, text, output);
       ui.showAttention.disabled = !state.last;
       if (!ui.status.textContent) say("done in " + ((performance.now() - started) / 1000).toFixed(2) + " s");
@@ -252,6 +256,18 @@
       output.appendChild(row);
     }
     state.last = { model: model.id, input: text };
+  }
+
+  async function answer(model, question, output) {
+    const context = ui.context.value.trim();
+    if (!context) throw new Error("write the context (the passage that holds the answer) first");
+    const body = { model: model.id, question, context };
+    const response = await call("/v1/answer", body, state.controller.signal);
+    if (!response.ok) throw await failure(response);
+    const result = (await response.json()).data[0];
+    output.textContent = result.text ? result.text + "  (characters " + result.start + "-" + result.end + ")" :
+      "(no answer)";
+    state.last = { model: model.id, input: question + "\n" + context };
   }
 
   async function embed(model, text, output) {
