@@ -84,7 +84,7 @@ def test_bad_model_and_bad_flags_are_one_line_errors(
     model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     status, _, err = run_chat(monkeypatch, capsys, [str(tmp_path / "missing")], "")
-    assert status == 2 and err.startswith("multihead chat: error: ") and "not a model directory" in err
+    assert status == 2 and err.startswith("multihead chat: error: ") and "missing: not a directory" in err
     status, _, err = run_chat(monkeypatch, capsys, [str(model_dir), "--top-p", "1.5"], "")
     assert status == 2 and "top_p" in err and len(err.strip().splitlines()) == 1
 
