@@ -27,14 +27,21 @@ CHATML = ("{% for message in messages %}<|im_start|>{{ message['role'] }}\n{{ me
 
 @dataclass
 class ChatModel:
-    """A chat model ready for ``ChatSession``: its ``template``, the template's end-of-turn tokens and EOS in
-    ``stop_token_ids``, and ``name``, what the user called it."""
+    """A chat model ready for ``ChatSession``: its ``template`` (a ``ChatTemplate``, or Jinja source made into one
+    for ``tokenizer``), the template's end-of-turn tokens and EOS in ``stop_token_ids``, and ``name``, what the
+    user called it."""
 
     model: DecoderLM
     tokenizer: Tokenizer
     template: ChatTemplate
     stop_token_ids: tuple[int, ...]
     name: str
+
+    def __post_init__(self) -> None:
+        if isinstance(self.template, str):
+            template = ChatTemplate.from_tokenizer(self.tokenizer, self.template)
+            assert template is not None
+            self.template = template
 
     def render(self, messages: list[Message]) -> str:
         """The prompt text of ``messages``, ending with the assistant's generation prompt."""
