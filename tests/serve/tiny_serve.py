@@ -7,8 +7,11 @@ too. Nothing is downloaded; everything is built in a second.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import functools
+import shutil
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -19,7 +22,7 @@ import uvicorn
 from torch import nn
 
 from multihead import DecoderLM, Encoder, EncoderDecoder, SequenceClassifier, TransformerConfig
-from multihead.chat.load import CHATML, ChatModel
+from multihead.chat.load import load_chat_model
 from multihead.data import LabelVocab
 from multihead.embeddings import SentenceEncoder
 from multihead.model_dir import save_model_dir
@@ -75,10 +78,17 @@ def lm(seed: int = 0) -> DecoderLM:
     return _widen(model, seed)  # type: ignore[return-value]
 
 
+@functools.cache
+def _chat_dir(seed: int) -> Path:
+    folder = Path(tempfile.mkdtemp(prefix="multihead-serve-test-"))
+    atexit.register(shutil.rmtree, folder, True)
+    return save_chat_dir(folder / "lm", seed)
+
+
 def chat_model(name: str = "chat", seed: int = 0) -> Generator:
-    """The tiny language model with ChatML turns (as ``multihead.chat`` gives a model without a template)."""
-    stops = (tokenizer().token_to_id("<|im_end|>"),)
-    return Generator(name, ChatModel(lm(seed), tokenizer(), CHATML, stops, name))  # type: ignore[arg-type]
+    """The tiny language model as ``multihead.chat`` loads it (no template of its own: ChatML turns); a new
+    model object each call."""
+    return Generator(name, load_chat_model(_chat_dir(seed)))
 
 
 def classifier(name: str = "sentiment") -> Classifier:
