@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import itertools
 import re
 from pathlib import Path
 
@@ -34,16 +35,19 @@ def test_only_the_cli_imports_the_cli() -> None:
     assert not offenders
 
 
-def _top_level_imports(path: Path, package: str) -> set[str]:
-    """Modules of the package imported when ``path`` is imported (not inside functions or TYPE_CHECKING)."""
+def _top_level_imports(path: Path, package: str, modules: set[str]) -> set[str]:
+    """Modules of the package imported when ``path`` is imported (not inside functions or TYPE_CHECKING);
+    ``from pkg import submodule`` counts as importing the submodule (its package is already loaded)."""
     imported: set[str] = set()
     for node in ast.parse(path.read_text()).body:
         if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
             continue
         for inner in ast.walk(node) if isinstance(node, ast.If | ast.Try) else [node]:
             if isinstance(inner, ast.ImportFrom) and inner.module and inner.level == 0:
-                imported.add(inner.module)
-                imported.update(f"{inner.module}.{alias.name}" for alias in inner.names)
+                submodules = {f"{inner.module}.{alias.name}" for alias in inner.names} & modules
+                imported.update(submodules)
+                if len(submodules) < len(inner.names):
+                    imported.add(inner.module)
             elif isinstance(inner, ast.Import):
                 imported.update(alias.name for alias in inner.names)
     return {name for name in imported if name == package or name.startswith(package + ".")}
@@ -51,7 +55,7 @@ def _top_level_imports(path: Path, package: str) -> set[str]:
 
 def test_no_import_cycles() -> None:
     modules = _sources()
-    graph = {name: {m for m in _top_level_imports(path, "multihead") if m in modules and m != name}
+    graph = {name: {m for m in _top_level_imports(path, "multihead", set(modules)) if m in modules and m != name}
              for name, path in modules.items()}
     # a package's __init__ is imported before any of its modules: an edge module -> its own package is implicit
     state: dict[str, int] = {}
@@ -62,8 +66,8 @@ def test_no_import_cycles() -> None:
         stack.append(name)
         for other in sorted(graph[name]):
             if state.get(other) == 1:
-                cycle = stack[stack.index(other):] + [other]
-                package_init = all(a.startswith(b + ".") or b.startswith(a + ".") for a, b in zip(cycle, cycle[1:]))
+                cycle = [*stack[stack.index(other):], other]
+                package_init = all(a.startswith(b + ".") or b.startswith(a + ".") for a, b in itertools.pairwise(cycle))
                 assert package_init, "import cycle: " + " -> ".join(cycle)
             elif other not in state:
                 visit(other)
