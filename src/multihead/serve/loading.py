@@ -107,9 +107,13 @@ def load_model(name: str, path: str) -> ServedModel:
     if architecture == "DecoderLM":
         return _generator(name, location)
     if architecture in ("EncoderDecoder", "RNNEncoderDecoder"):
+        from multihead.tasks.registry import get_task
         from multihead.tasks.seq2seq_eval import load_seq2seq
 
-        kind = "summarization" if task == "abstractive-summarization" else "translation"
+        kind = get_task(str(task or "translation")).served_as
+        if kind not in ("translation", "summarization"):
+            raise ConfigError(f"{location}: an encoder-decoder recorded as a {task} model; expected translation "
+                              "or abstractive-summarization")
         return Translator(name, load_seq2seq(location), task=kind)
     if architecture == "SentenceScorer" and isinstance(config.get("extractive"), dict):
         from multihead.model_dir import load_model_dir

@@ -31,7 +31,7 @@ def _train_classification(config: Any, *, resume: bool = False, test: bool = Tru
 
     train = train_ensemble if config.model.get("ensemble", 1) > 1 else train_classifier
     result = train(config, resume=resume, log=log, report_test=test)
-    notes = (f"skipped {result.skipped_rows} bad rows",) if result.skipped_rows else ()
+    notes = result.notes + ((f"skipped {result.skipped_rows} bad rows",) if result.skipped_rows else ())
     return TaskResult(task=config.task, output_dir=result.output_dir, seconds=result.seconds,
                       best_step=result.best_step, metric=config.training.metric,
                       best_validation=result.best_validation, test=result.test_report,
@@ -72,7 +72,7 @@ def _classifier_study(model_dir: str | Path, **options: Any) -> Any:
 
 CLASSIFICATION = Task(
     name="classification", train=_train_classification, evaluate=_evaluate_classification,
-    report_lines=classification_lines, paired=True, compare_scores=_compare_classification,
+    report_lines=classification_lines, paired=True, compare_scores=_compare_classification, served_as="classification",
     head_study=_classifier_study,
     next_steps=lambda best: [f'multihead predict {best} "some new text" --json', f"multihead eval {best} --split test"],
 )
@@ -121,13 +121,14 @@ def _translation_study(model_dir: str | Path, **options: Any) -> Any:
 TRANSLATION = Task(
     name="translation", train=_train_seq2seq, evaluate=_evaluate_seq2seq, report_lines=scores_then_outputs,
     compare_scores=_compare_translation, head_study=_translation_study, model_inputs="translation",
+    served_as="translation",
     next_steps=lambda best: [f'multihead translate {best} "A dog runs on the beach." --stream',
                              f"multihead eval {best} --split test"],
 )
 
 ABSTRACTIVE = Task(
     name="abstractive-summarization", train=_train_seq2seq, evaluate=partial(_evaluate_seq2seq, summaries=True),
-    report_lines=scores_then_outputs,
+    report_lines=scores_then_outputs, served_as="summarization",
     next_steps=lambda best: [f"multihead summarize {best} --file article.txt", f"multihead eval {best} --split test"],
 )
 
@@ -161,7 +162,7 @@ def _summarize_extractive(model_dir: str | Path, texts: list[str], *, sentences:
 
 EXTRACTIVE = Task(
     name="extractive-summarization", train=_train_extractive, evaluate=_evaluate_extractive, report_lines=json_lines,
-    summarize=_summarize_extractive,
+    summarize=_summarize_extractive, served_as="summarization",
     next_steps=lambda best: [f"multihead summarize {best} --file article.txt"],
 )
 
@@ -198,6 +199,6 @@ def _compare_language_model(config: Any, result: TaskResult, decoding: Mapping[s
 
 LANGUAGE_MODEL = Task(
     name="language-model", train=_train_language_model, evaluate=_evaluate_language_model, report_lines=json_lines,
-    compare_scores=_compare_language_model, model_inputs="language-model",
+    compare_scores=_compare_language_model, model_inputs="language-model", served_as="generation",
     next_steps=lambda best: [f"multihead generate {best} --prompt 'ROMEO:' --do-sample"],
 )

@@ -273,6 +273,7 @@ def _evaluate_task(model_dir: str | Path, **options: Any) -> dict[str, Any]:
 
 TASK = Task(
     name="question-answering", train=_train_task, evaluate=_evaluate_task, report_lines=_report_lines,
+    served_as="question-answering",
     next_steps=lambda best: [f'multihead answer {best} --question "Who wrote it?" --context-file passage.txt',
                              f"multihead eval {best} --split test"],
 )

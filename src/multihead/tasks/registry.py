@@ -69,6 +69,8 @@ class Task:
         summarize: ``(model_dir, texts, *, sentences) -> summaries`` for a summariser that does not decode like a
             translator (extractive); None: ``multihead summarize`` decodes with the model's generation config.
         paired: evaluation reports carry per-example predictions that ``eval --against`` can pair.
+        served_as: the kind of model ``multihead serve`` makes of the task's models (``classification``,
+            ``translation``, ``summarization``, ``generation``, ``question-answering``); None: not served.
         model_inputs: how a model of the task is fed when ``multihead compare`` measures it: ``classification``
             (``model(ids, mask=)``), ``translation`` (``model(source, target)``) or ``language-model``
             (``model(ids)``); see :class:`multihead.compare.measure.TaskInputs`.
@@ -84,19 +86,25 @@ class Task:
     summarize: Callable[..., list[str]] | None = None
     paired: bool = False
     model_inputs: str = "classification"
+    served_as: str | None = None
 
     def result_lines(self, result: TaskResult) -> list[str]:
         """The lines ``multihead train`` prints after training."""
         best = result.output_dir / "best"
         value = "none" if result.best_validation is None else f"{result.best_validation:.4f}"
         state = "stopped early (interrupted)" if result.interrupted else "trained"
-        lines = [f"{state} in {result.seconds:.0f} s; best validation {result.metric} {value} at step "
-                 f"{result.best_step if result.best_step is not None else '(never validated)'}; model: {best}"]
+        if result.best_step is None and result.best_validation is not None:  # an ensemble: no one step
+            step = ""
+        else:
+            step = f" at step {result.best_step if result.best_step is not None else '(never validated)'}"
+        lines = [f"{state} in {result.seconds:.0f} s; best validation {result.metric} {value}{step}; model: {best}"]
         lines += list(result.notes)
         if result.test is not None:
             lines += ["test split (reported once, with the best-on-validation model):", *self.report_lines(result.test)]
         if result.interrupted:
-            lines.append(f"resume: multihead train CONFIG --resume (state in {result.output_dir / 'last'})")
+            state_dir = result.output_dir / "last"  # an ensemble's is in its member's folder (see its notes)
+            lines.append("resume: multihead train CONFIG --resume"
+                         + (f" (state in {state_dir})" if state_dir.is_dir() else ""))
         else:
             lines += [f"next: {command}" for command in self.next_steps(best)]
         return lines
