@@ -181,9 +181,6 @@ def load_gguf(
     file = read_gguf(path)
     origin = str(file.path)
     config = config_from_gguf(file)
-    if keep_quantized:
-        raise ConfigError(f"{origin}: keep_quantized=True needs multihead.quantize, which this version lacks; "
-                          f"load with keep_quantized=False (weights dequantized)")
     tokenizer = tokenizer_from_gguf(file.fields, origin=origin)
     if tokenizer.vocab_size != config.vocab_size:
         raise CheckpointError(f"{origin}: the tokenizer has {tokenizer.vocab_size} tokens, the model "
@@ -191,6 +188,10 @@ def load_gguf(
     model = _unfilled_model(config)
     shapes = {name: tuple(tensor.shape) for name, tensor in model.state_dict().items()}
     load_mapped(model, gguf_state_dict(file, config, shapes=shapes, dtype=dtype), origin=origin)
+    if keep_quantized:  # Q4_0/Q4_1 -> int4 (group 32) exactly, Q8_0 -> int8 (requantized): multihead.quantize
+        from multihead.quantize import keep_quantized_linears
+
+        keep_quantized_linears(model, _linear_blocks(file, config, model), origin=origin)
     ids = {f"{role}_token_id": tokenizer.token_to_id(token) for role, token in tokenizer.special_tokens.items()
            if role in ("bos", "eos", "pad")}
     generation = {key: ids.get(key) for key in ("bos_token_id", "eos_token_id", "pad_token_id")}
@@ -251,6 +252,24 @@ def _our_names(config: TransformerConfig) -> list[tuple[str, str]]:
             if config.uses_qkv_bias and gguf_name in ("attn_q", "attn_k", "attn_v"):
                 names.append((f"blk.{index}.{gguf_name}.bias", f"decoder.layers.{index}.{our_name}.bias"))
     return names
+
+
+def _linear_blocks(file: GGUFFile, config: TransformerConfig, model: DecoderLM) -> dict[str, tuple[str, Tensor]]:
+    """Our linear layer name -> (GGUF storage type, its raw rows ``(out, bytes)`` in our row order); a tied output
+    layer takes the token embedding's rows."""
+    pairs = [*_our_names(config), *([("token_embd.weight", "lm_head.weight")] if config.tie_embeddings else [])]
+    blocks: dict[str, tuple[str, Tensor]] = {}
+    for gguf_name, our_name in pairs:
+        layer = our_name.removesuffix(".weight")
+        if not our_name.endswith(".weight") or not isinstance(model.get_submodule(layer), torch.nn.Linear):
+            continue
+        tensor = file.tensors[gguf_name]
+        raw = torch.from_numpy(np.array(tensor.data))  # (out, bytes), or (out, in) floats
+        if file.architecture in _PERMUTED and gguf_name.split(".")[-2] in ("attn_q", "attn_k"):
+            heads = config.n_heads if ".attn_q." in gguf_name else config.n_kv_heads or config.n_heads
+            raw = unpermute_rotary(raw, heads)
+        blocks[layer] = (tensor.tensor_type.name, raw)
+    return blocks
 
 
 def unpermute_rotary(weight: Tensor, n_heads: int) -> Tensor:

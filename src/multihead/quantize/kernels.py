@@ -1,0 +1,90 @@
+"""torch's own CPU kernels for weight-only int8 and int4 matrix products, probed once, and their run-time layouts.
+
+- int8: ``torch.ops.aten._weight_int8pack_mm(x, qweight, scales)``, ``x`` ``(M, K)``, ``qweight`` int8
+  ``(N, K)``, ``scales`` ``(N,)`` -> ``(M, N)``.
+- int4: ``torch.ops.aten._convert_weight_to_int4pack_for_cpu(q, inner_k_tiles)`` turns ``(N, K)`` int32 values
+  ``0..15`` into the processor's packed layout (it differs between AVX2 and AVX-512, so it is made at run time and
+  never saved), and ``torch.ops.aten._weight_int4pack_mm_for_cpu(x, packed, G, scale_and_zero)`` multiplies,
+  ``scale_and_zero`` ``(K / G, N, 2)`` holding ``scale`` and ``zero`` with ``W = (q - 8) * scale + zero``.
+
+On x86 both kernels are vectorised for bfloat16 inputs only (float32 inputs take a scalar loop that is several
+times slower than a float32 matrix product), so the kernel path rounds the input rows and the scales to bfloat16,
+accumulates in float32 and returns bfloat16 results, which the caller casts back. Where an op is missing (older
+torch) or a shape does not fit it, :class:`~multihead.quantize.linear.QuantizedLinear` dequantizes and uses
+``F.linear`` instead.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from multihead.quantize.formats import INT4_MIDDLE, unpack_nibbles
+
+__all__ = [
+    "KERNEL_DTYPE",
+    "has_int4_kernel",
+    "has_int8_kernel",
+    "int4_kernel_fits",
+    "int4_kernel_layout",
+    "int4_matmul",
+    "int8_kernel_fits",
+    "int8_matmul",
+]
+
+KERNEL_DTYPE = torch.bfloat16
+"""The input, scale and output dtype of the kernel path (the one torch vectorises on x86)."""
+_INT8_K_MULTIPLE = 16  # the AVX-512 int8 loop steps 16 input features at a time, AVX2 8: unaligned sizes misread
+_INT4_N_MULTIPLE = 16  # the int4 packing works in blocks of 16 output features
+
+
+def has_int8_kernel() -> bool:
+    """Whether this torch has the weight-only int8 CPU kernel."""
+    return hasattr(torch.ops.aten, "_weight_int8pack_mm")
+
+
+def has_int4_kernel() -> bool:
+    """Whether this torch has the weight-only int4 CPU kernel and its packing op (torch >= 2.6)."""
+    return hasattr(torch.ops.aten, "_weight_int4pack_mm_for_cpu") and hasattr(
+        torch.ops.aten, "_convert_weight_to_int4pack_for_cpu")
+
+
+def int8_kernel_fits(in_features: int) -> bool:
+    """Whether a layer of ``in_features`` inputs can use the int8 kernel."""
+    return has_int8_kernel() and in_features % _INT8_K_MULTIPLE == 0
+
+
+def int4_kernel_fits(out_features: int, in_features: int, group_size: int) -> bool:
+    """Whether a layer of these sizes can use the int4 kernel."""
+    return (has_int4_kernel() and out_features % _INT4_N_MULTIPLE == 0 and in_features % group_size == 0
+            and in_features % 2 == 0)
+
+
+def int8_matmul(x: Tensor, qweight: Tensor, scales: Tensor) -> Tensor:
+    """``(M, K)`` rows times the int8 weight: ``(M, N)`` in ``KERNEL_DTYPE``.
+
+    Args:
+        scales: ``(N,)`` in ``KERNEL_DTYPE``.
+    """
+    return torch.ops.aten._weight_int8pack_mm(_kernel_rows(x), qweight, scales)
+
+
+def int4_kernel_layout(qweight: Tensor, scales: Tensor, offsets: Tensor) -> tuple[Tensor, Tensor]:
+    """The int4 kernel's packed weight and ``(K / G, N, 2)`` scale-and-zero tensor for the stored format."""
+    values = unpack_nibbles(qweight).to(torch.int32)  # (N, K)
+    packed = torch.ops.aten._convert_weight_to_int4pack_for_cpu(values.contiguous(), 1)
+    zeros = offsets.float() + INT4_MIDDLE * scales.float()  # (N, K/G): W = (q - 8) * scale + zero
+    scale_and_zero = torch.stack([scales.float(), zeros], dim=-1).transpose(0, 1)  # (K/G, N, 2)
+    return packed, scale_and_zero.contiguous().to(KERNEL_DTYPE)
+
+
+def int4_matmul(x: Tensor, packed: Tensor, group_size: int, scale_and_zero: Tensor) -> Tensor:
+    """``(M, K)`` rows times the packed int4 weight: ``(M, N)`` in ``KERNEL_DTYPE``."""
+    return torch.ops.aten._weight_int4pack_mm_for_cpu(_kernel_rows(x), packed, group_size, scale_and_zero)
+
+
+def _kernel_rows(x: Tensor) -> Tensor:
+    """``x`` as a fresh contiguous ``KERNEL_DTYPE`` tensor (the kernels load rows with aligned instructions)."""
+    if x.dtype == KERNEL_DTYPE:
+        return x.clone(memory_format=torch.contiguous_format)
+    return x.to(KERNEL_DTYPE, memory_format=torch.contiguous_format)
