@@ -8,6 +8,7 @@ are taken from the config file's folder.
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 import sys
 import types
@@ -19,10 +20,12 @@ from typing import Any, TypeVar
 
 import yaml
 
-from multihead.errors import ConfigError
+from multihead.errors import CheckpointError, ConfigError, LimitError, MultiheadError
+from multihead.limits import MAX_VOCAB, check_bound
 from multihead.models.architectures import config_class_of
 from multihead.models.config import TransformerConfig
 from multihead.tasks.registry import task_names
+from multihead.tokenizers import TOKENIZER_KINDS
 from multihead.training.config import TrainingConfig
 
 if sys.version_info >= (3, 11):
@@ -35,6 +38,8 @@ __all__ = ["DataConfig", "ExperimentConfig", "PretrainingConfig", "TokenizerConf
 
 T = TypeVar("T")
 
+DATA_FORMATS = ("tsv", "csv", "jsonl", "text", "folder")
+"""Values of ``data.format`` (``text`` is the readers' ``txt``)."""
 BUILTIN_DATASETS = ("sentence-polarity", "bbc-news-topics", "multi30k", "tinyshakespeare", "bbc-news-summary",
                     "squad")
 
@@ -58,6 +63,9 @@ class DataConfig:
     Attributes:
         dataset: a built-in set (``sentence-polarity``, ``bbc-news-topics``) with its fixed splits, or None.
         train, validation, test: files or folders (TSV, CSV, JSONL, text lines, or one sub-folder per class).
+        format: the format of the files ``tsv``, ``csv``, ``jsonl``, ``text`` (one example a line) or ``folder``
+            (one sub-folder per class); None (default): told by each file's suffix (``.tsv``, ``.csv``,
+            ``.jsonl``, ``.txt``, optionally ``.gz``) or by its being a folder.
         text_field, label_field: column names (TSV/CSV) or keys (JSONL).
         validation_fraction: held out from ``train`` (stratified, seeded) when no validation file is given.
         split_seed: seed of that held-out split (default ``training.seed``; an ensemble's members keep one split).
@@ -78,6 +86,7 @@ class DataConfig:
     train: str | None = None
     validation: str | None = None
     test: str | None = None
+    format: str | None = None
     text_field: str = "text"
     label_field: str = "label"
     validation_fraction: float = 0.1
@@ -98,17 +107,19 @@ class DataConfig:
 
     def __post_init__(self) -> None:
         if self.dataset is None and self.train is None:
-            raise ValueError("data needs either data.dataset (a built-in set) or data.train (a file)")
+            raise ConfigError("data needs either data.dataset (a built-in set) or data.train (a file)")
+        if self.format is not None and self.format not in DATA_FORMATS:
+            raise ConfigError(f"data.format must be one of {DATA_FORMATS} or null, got {self.format!r:.80}")
         if self.dataset is not None and self.dataset not in BUILTIN_DATASETS:
-            raise ValueError(f"data.dataset must be one of {BUILTIN_DATASETS}, got {self.dataset!r}")
+            raise ConfigError(f"data.dataset must be one of {BUILTIN_DATASETS}, got {self.dataset!r:.80}")
         if not 0.0 < self.validation_fraction < 1.0:
-            raise ValueError(f"data.validation_fraction must be in (0, 1), got {self.validation_fraction}")
+            raise ConfigError(f"data.validation_fraction must be in (0, 1), got {self.validation_fraction}")
         if self.max_length < 2:
-            raise ValueError(f"data.max_length must be >= 2, got {self.max_length}")
+            raise ConfigError(f"data.max_length must be >= 2, got {self.max_length}")
         if not 0.0 <= self.word_dropout < 1.0:
-            raise ValueError(f"data.word_dropout must be in [0, 1), got {self.word_dropout}")
+            raise ConfigError(f"data.word_dropout must be in [0, 1), got {self.word_dropout}")
         if self.max_target_length < 2:
-            raise ValueError(f"data.max_target_length must be >= 2, got {self.max_target_length}")
+            raise ConfigError(f"data.max_target_length must be >= 2, got {self.max_target_length}")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -120,6 +131,14 @@ class TokenizerConfig:
     vocab_size: int = 8000
     lowercase: bool = True
     min_frequency: int = 2
+
+    def __post_init__(self) -> None:
+        if self.kind not in TOKENIZER_KINDS:
+            raise ConfigError(f"tokenizer.kind must be one of {TOKENIZER_KINDS}, got {self.kind!r:.80}")
+        if self.vocab_size < 2 or self.min_frequency < 0:
+            raise ConfigError(f"tokenizer.vocab_size must be >= 2 and min_frequency >= 0, got {self.vocab_size} "
+                              f"and {self.min_frequency}")
+        check_bound("tokenizer.vocab_size", self.vocab_size, MAX_VOCAB)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -141,12 +160,13 @@ class PretrainingConfig:
 
     def __post_init__(self) -> None:
         if self.steps < 0 or self.batch_size < 1:
-            raise ValueError(f"pretraining.steps must be >= 0 and batch_size >= 1, got {self.steps}, {self.batch_size}")
+            raise ConfigError(f"pretraining.steps must be >= 0 and batch_size >= 1, got {self.steps}, "
+                              f"{self.batch_size}")
         if not 0.0 < self.mask_rate < 1.0:
-            raise ValueError(f"pretraining.mask_rate must be in (0, 1), got {self.mask_rate}")
+            raise ConfigError(f"pretraining.mask_rate must be in (0, 1), got {self.mask_rate}")
         if self.lr <= 0 or self.warmup_steps < 0 or (self.steps and self.warmup_steps > self.steps):
-            raise ValueError(f"pretraining.lr must be > 0 and warmup_steps in 0..steps, got {self.lr}, "
-                             f"{self.warmup_steps}")
+            raise ConfigError(f"pretraining.lr must be > 0 and warmup_steps in 0..steps, got {self.lr}, "
+                              f"{self.warmup_steps}")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -177,24 +197,36 @@ class ExperimentConfig:
         fields = {key: value for key, value in self.model.items() if key not in MODEL_EXTRAS}
         for key in ("vocab_size", "pad_id"):
             if key in fields:
-                raise ValueError(f"model.{key} comes from the tokenizer; remove it from the config")
-        if self.architecture != "transformer":
-            try:
-                return config_class_of(self.architecture)(vocab_size=vocab_size, pad_id=pad_id, **fields)
-            except TypeError as error:
-                raise ValueError(f"model ({self.architecture}): {error}") from error
+                raise ConfigError(f"model.{key} comes from the tokenizer; remove it from the config")
         try:
+            if self.architecture != "transformer":
+                return config_class_of(self.architecture)(vocab_size=vocab_size, pad_id=pad_id, **fields)
             return TransformerConfig.preset(self.model.get("preset", "small"), vocab_size=vocab_size,
                                             pad_id=pad_id, **fields)
         except TypeError as error:
-            raise ValueError(f"model: {error}") from error
+            raise ConfigError(f"model ({self.architecture}): {error}") from error
+        except (ConfigError, LimitError) as error:  # name the settings as the config file does
+            raise type(error)(re.sub(r"\b(TransformerConfig|TextCNNConfig|BiLSTMConfig|LSTMLMConfig|"
+                                     r"RNNSeq2SeqConfig)\b", "model", str(error))) from error
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
 
 class _Loader(yaml.SafeLoader):
-    """YAML 1.1 reads ``3e-4`` as a string; this loader reads it as the float everyone means."""
+    """YAML 1.1 reads ``3e-4`` as a string; this loader reads it as the float everyone means.
+
+    Aliases (``*name``) are refused: a few hundred bytes of nested aliases expand to gigabytes wherever the
+    values are copied, printed or saved (the "billion laughs"), and a config has no need of them.
+    """
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise yaml.composer.ComposerError(None, None, f"found the alias *{str(event.anchor)[:40]}; aliases (and "
+                                              "<<: merges) are not allowed in a config: write the values out",
+                                              event.start_mark)
+        return super().compose_node(parent, index)
 
 
 _Loader.add_implicit_resolver(
@@ -211,13 +243,15 @@ def _coerce(value: Any, annotation: Any, where: str) -> Any:
     if value is None:
         if type(None) in options:
             return None
-        raise ValueError(f"{where} must not be null")
+        raise ConfigError(f"{where} must not be null")
     for option in options:
         if option is bool and isinstance(value, bool):
             return value
         if option is int and isinstance(value, int) and not isinstance(value, bool):
             return value
         if option is float and isinstance(value, int | float) and not isinstance(value, bool):
+            if not math.isfinite(value):
+                raise ConfigError(f"{where} must be a finite number, got {value!r:.80}")
             return float(value)
         if option is str and isinstance(value, str):
             return value
@@ -229,7 +263,7 @@ def _coerce(value: Any, annotation: Any, where: str) -> Any:
         if typing.get_origin(option) is dict and isinstance(value, dict):
             return value
     names = " or ".join(getattr(option, "__name__", str(option)).replace("NoneType", "null") for option in options)
-    raise ValueError(f"{where} must be {names}, got {value!r}")
+    raise ConfigError(f"{where} must be {names}, got {value!r:.80}")
 
 
 def _typed(section: dict[str, Any], kind: type, where: str) -> dict[str, Any]:
@@ -237,16 +271,21 @@ def _typed(section: dict[str, Any], kind: type, where: str) -> dict[str, Any]:
     return {key: _coerce(value, hints[key], f"{where}.{key}") for key, value in section.items()}
 
 
+_EXTRA_TYPES: dict[str, Any] = {"architecture": str, "preset": str, "pooling": str, "shared_vocabulary": bool,
+                                "init_from": str, "ensemble": int}
+"""The type of each of :data:`MODEL_EXTRAS`."""
+assert set(_EXTRA_TYPES) == set(MODEL_EXTRAS)
+
 _SECTIONS: dict[str, type] = {"data": DataConfig, "tokenizer": TokenizerConfig, "training": TrainingConfig,
                               "pretraining": PretrainingConfig}
 
 
 def _check_keys(values: dict[str, Any], allowed: set[str], where: str) -> None:
-    unknown = sorted(set(values) - allowed)
+    unknown = sorted(str(key) for key in set(values) - allowed)
     if unknown:
         prefix = f"{where}." if where else ""
-        raise ValueError(f"unknown key {prefix}{unknown[0]}; allowed keys{' in ' + where if where else ''}: "
-                         f"{sorted(allowed)}")
+        raise ConfigError(f"unknown key {prefix}{str(unknown[0])[:80]}; allowed keys{' in ' + where if where else ''}: "
+                          f"{sorted(allowed)}")
 
 
 def build_experiment(values: dict[str, Any], *, base_dir: Path | None = None) -> ExperimentConfig:
@@ -256,7 +295,7 @@ def build_experiment(values: dict[str, Any], *, base_dir: Path | None = None) ->
     for name, kind in _SECTIONS.items():
         section = values.get(name) or {}
         if not isinstance(section, dict):
-            raise ValueError(f"{name} must be a mapping of keys, got {section!r}")
+            raise ConfigError(f"{name} must be a mapping of keys, got {section!r:.80}")
         _check_keys(section, {f.name for f in dataclasses.fields(kind)}, name)
         sections[name] = _typed(section, kind, name)
     model = dict(values.get("model") or {})
@@ -264,16 +303,16 @@ def build_experiment(values: dict[str, Any], *, base_dir: Path | None = None) ->
     model_fields = {f.name for f in dataclasses.fields(config_class)}
     _check_keys(model, model_fields | set(MODEL_EXTRAS), "model")
     hints = typing.get_type_hints(config_class)
-    model = {key: _coerce(value, hints[key], f"model.{key}") if key in model_fields else value
-             for key, value in model.items()}
+    model = {key: _coerce(value, hints[key], f"model.{key}") if key in model_fields
+             else _coerce(value, _EXTRA_TYPES[key], f"model.{key}") for key, value in model.items()}
     ensemble = model.get("ensemble", 1)
     if not isinstance(ensemble, int) or isinstance(ensemble, bool) or ensemble < 1:
-        raise ValueError(f"model.ensemble must be a whole number >= 1, got {ensemble!r}")
+        raise ConfigError(f"model.ensemble must be a whole number >= 1, got {ensemble!r:.80}")
     if ensemble > 1 and (values.get("task", "classification") != "classification"
                          or model.get("architecture", "transformer") != "transformer"):
-        raise ValueError("model.ensemble > 1 is for Transformer classifiers (task: classification)")
+        raise ConfigError("model.ensemble > 1 is for Transformer classifiers (task: classification)")
     if "init_from" in model and not (isinstance(model["init_from"], str) and model["init_from"]):
-        raise ValueError(f"model.init_from must be a directory or package:NAME, got {model['init_from']!r}")
+        raise ConfigError(f"model.init_from must be a directory or package:NAME, got {model['init_from']!r:.80}")
     if base_dir is not None:
         if model.get("init_from") and not model["init_from"].startswith("package:"):
             model["init_from"] = str(base_dir / Path(model["init_from"]).expanduser())
@@ -293,7 +332,7 @@ def build_experiment(values: dict[str, Any], *, base_dir: Path | None = None) ->
             pretraining=PretrainingConfig(**sections["pretraining"]),
         )
     except TypeError as error:
-        raise ValueError(str(error)) from error
+        raise ConfigError(str(error)) from error
 
 
 def apply_overrides(values: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
@@ -301,20 +340,41 @@ def apply_overrides(values: dict[str, Any], overrides: list[str]) -> dict[str, A
     result = {key: dict(value) if isinstance(value, dict) else value for key, value in values.items()}
     for override in overrides:
         if "=" not in override:
-            raise ValueError(f"--set {override!r}: expected key=value, e.g. training.lr=3e-4")
+            raise ConfigError(f"--set {override!r:.80}: expected key=value, e.g. training.lr=3e-4")
         key, raw = override.split("=", 1)
         parts = key.strip().split(".")
         if len(parts) > 2 or not all(parts):
-            raise ValueError(f"--set {override!r}: keys are 'name' or 'section.name', got {key!r}")
-        value = yaml.load(raw, Loader=_Loader) if raw.strip() else ""
+            raise ConfigError(f"--set {override!r:.80}: keys are 'name' or 'section.name', got {key!r:.80}")
+        value = _parse_value(raw, override) if raw.strip() else ""
         if len(parts) == 1:
             result[parts[0]] = value
         else:
             section = result.setdefault(parts[0], {})
             if not isinstance(section, dict):
-                raise ValueError(f"--set {override!r}: {parts[0]} is not a section")
+                raise ConfigError(f"--set {override!r:.80}: {parts[0][:80]} is not a section")
             section[parts[1]] = value
     return result
+
+
+def _parse_value(raw: str, override: str) -> Any:
+    """The value of ``--set key=VALUE``, read as YAML (numbers, true/false, null, lists)."""
+    try:
+        return yaml.load(raw, Loader=_Loader)
+    except yaml.YAMLError as error:
+        raise ConfigError(f"--set {override!r:.80}: the value is not valid YAML ({_yaml_problem(error)})") from None
+    except RecursionError:
+        raise ConfigError(f"--set {override!r:.80}: the value is nested too deeply") from None
+
+
+def _yaml_problem(error: yaml.YAMLError) -> str:
+    """One line for a YAML error: what the parser found."""
+    return " ".join(str(getattr(error, "problem", None) or error).split())[:160]
+
+
+def _yaml_line(error: yaml.YAMLError) -> str:
+    """``"line N: "`` where the parser stopped, or ``""``."""
+    mark = getattr(error, "problem_mark", None)
+    return f"line {mark.line + 1}: " if mark is not None else ""
 
 
 def read_config_file(path: str | Path) -> dict[str, Any]:
@@ -322,22 +382,25 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: config file not found")
-    text = path.read_text(encoding="utf-8")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as error:
+        raise ConfigError(f"{path}: not UTF-8 text ({error.reason} at byte {error.start})") from None
     try:
         if path.suffix in (".yaml", ".yml"):
             values = yaml.load(text, Loader=_Loader)
         elif path.suffix == ".toml":
             values = tomllib.loads(text)
         else:
-            raise ValueError(f"{path}: a config is a .yaml, .yml or .toml file")
+            raise ConfigError(f"{path}: a config is a .yaml, .yml or .toml file")
     except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        line = f"line {mark.line + 1}: " if mark is not None else ""
-        raise ValueError(f"{path}: {line}not valid YAML ({getattr(error, 'problem', error)})") from error
+        raise ConfigError(f"{path}: {_yaml_line(error)}not valid YAML ({_yaml_problem(error)})") from error
     except tomllib.TOMLDecodeError as error:
-        raise ValueError(f"{path}: not valid TOML ({error})") from error
+        raise ConfigError(f"{path}: not valid TOML ({error})") from error
+    except RecursionError:
+        raise ConfigError(f"{path}: nested too deeply; a config is a few levels of sections and values") from None
     if not isinstance(values, dict):
-        raise ValueError(f"{path}: expected a mapping of sections at the top, got {type(values).__name__}")
+        raise ConfigError(f"{path}: expected a mapping of sections at the top, got {type(values).__name__}")
     return values
 
 
@@ -351,10 +414,10 @@ def recorded_split(saved: dict[str, Any], split: str, load: Callable[[Experiment
     """
     experiment = saved.get("experiment")
     if experiment is None:
-        raise ValueError(f"{where}: config.json records no experiment; pass the data to score instead")
+        raise CheckpointError(f"{where}: config.json records no experiment; pass the data to score instead")
     splits = load(build_experiment(experiment))
     if split not in splits:
-        raise ValueError(f"split {split!r} is not known for this model's data; known: {sorted(splits)}")
+        raise ConfigError(f"split {split!r:.80} is not known for this model's data; known: {sorted(splits)}")
     return splits[split]
 
 
@@ -364,5 +427,7 @@ def load_experiment(path: str | Path, overrides: list[str] | None = None) -> Exp
     values = apply_overrides(read_config_file(path), overrides or [])
     try:
         return build_experiment(values, base_dir=path.resolve().parent)
-    except ValueError as error:
-        raise ValueError(f"{path}: {error}") from error
+    except (LimitError, ConfigError) as error:
+        raise type(error)(f"{path}: {error}") from error
+    except MultiheadError:
+        raise

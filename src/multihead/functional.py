@@ -55,7 +55,9 @@ def scaled_dot_product(
     Returns:
         ``(B, H, Tq, Dv)`` output and, if asked for, ``(B, H, Tq, Tk)`` weights in float32 (float64 for
         float64 inputs) after dropout, as ``torch.nn.MultiheadAttention`` returns them. A query row with
-        no key allowed gives zeros and zero weights, never NaN, in the forward and the backward pass.
+        no key allowed gives zeros and zero weights, never NaN, in the forward and the backward pass. With
+        ``Tq > 1``, keys and values that no query may attend are zeroed first, so NaN or infinities there
+        (padding) never reach the output.
     """
     n_heads, kv_heads = q.shape[1], k.shape[1]
     if n_heads % kv_heads != 0:
@@ -75,6 +77,14 @@ def scaled_dot_product(
             raise ValueError(f"is_causal needs query length <= key length, got {query_length} > {key_length}")
         if query_length > 1:
             mask = combine_masks(mask, causal_mask(query_length, key_length, device=q.device))
+
+    # A key that no query may see must not reach the output, even when it holds NaN (padding after a damaged
+    # layer): its weight is 0, but 0 * NaN is NaN in weights @ v, and NaN + -inf is NaN in the fused kernels'
+    # scores. With one query (a decoding step) this would cost more than the attention itself, so the module
+    # zeroes such rows before they enter a cache instead (MultiHeadAttention).
+    if mask is not None and query_length > 1:
+        seen = mask.any(dim=-2).unsqueeze(-1)  # (B|1, H|1, Tk, 1)
+        k, v = torch.where(seen, k, 0.0), torch.where(seen, v, 0.0)
 
     # Rows with no allowed key are given every key (finite softmax, finite gradients), then zeroed.
     has_key: Tensor | None = None

@@ -23,18 +23,18 @@ def _heads(args: argparse.Namespace) -> int:
     )
 
     if args.prune is not None and args.max_drop is not None:
-        raise ValueError("give --prune FRACTION or --max-drop POINTS, not both")
+        raise ConfigError("give --prune FRACTION or --max-drop POINTS, not both")
     if args.prune is not None and not 0.0 <= args.prune <= 1.0:
-        raise ValueError(f"--prune must be a fraction of the heads in [0, 1], got {args.prune}")
+        raise ConfigError(f"--prune must be a fraction of the heads in [0, 1], got {args.prune}")
     if not 0.0 < args.step <= 1.0:
-        raise ValueError(f"--step must be in (0, 1], got {args.step}")
+        raise ConfigError(f"--step must be in (0, 1], got {args.step}")
     splits = ["data" if args.data else args.split, *[s for s in args.also_split if s != args.split]]
     from multihead.tasks.registry import task_of_model
 
     task = task_of_model(args.model_dir)
     if task.head_study is None:
         raise ConfigError(f"{args.model_dir}: multihead heads scores classifiers and translation models; this "
-                          f"model's task is {task.name!r}")
+                          f"model's task is {task.name!r:.80}")
     study = task.head_study(args.model_dir, splits=splits, data=args.data, references=args.references,
                             text_field=args.text_field, label_field=args.label_field, num_beams=args.num_beams,
                             limit=args.limit)
@@ -45,7 +45,7 @@ def _heads(args: argparse.Namespace) -> int:
                      title=title)
     print(f"head importance: {out / 'importance.md'} and importance.png")
     if not 0.0 <= args.up_to <= 1.0:
-        raise ValueError(f"--up-to must be in [0, 1], got {args.up_to}")
+        raise ConfigError(f"--up-to must be in [0, 1], got {args.up_to}")
     steps = study_curve(study, step=args.step, recompute=not args.no_recompute, up_to=args.up_to, log=print)
     write_curve(steps, out, metric=study.metric,
                 title=f"{title}, {'recomputed each step' if not args.no_recompute else 'ranked once'}")

@@ -8,6 +8,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from multihead.errors import ConfigError
+
 __all__ = ["add_inspect_commands", "inspect_text"]
 
 
@@ -29,9 +31,12 @@ def inspect_text(
     A translation model's attention is captured while it decodes (its own beam search, following the
     chosen beam) unless ``teacher_forced``. Returns a summary: the title, the files and the patterned heads.
     """
+    if Path(out).exists() and not Path(out).is_dir():
+        raise ConfigError(f"--out {out}: exists and is not a folder; expected a folder (new or existing) for the "
+                          "pictures, statistics.json and attention.html")
     if rollout and (layers is not None or heads is not None):
-        raise ValueError("--rollout needs every layer and head (rollout averages the heads of all layers); "
-                         f"drop --layers {layers} / --heads {heads}")
+        raise ConfigError("--rollout needs every layer and head (rollout averages the heads of all layers); "
+                          f"drop --layers {layers} / --heads {heads}")
     from multihead.inspect.html_view import AttentionView
     from multihead.inspect.pictures import plot_alignment, plot_head_grid, plot_rollout, plot_statistics
     from multihead.inspect.rollout import attention_flow, attention_rollout

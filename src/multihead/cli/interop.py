@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from multihead.cli.generate import texts_from_arguments
+from multihead.errors import ConfigError
 
 __all__ = ["add_interop_commands", "convert_model_dir"]
 
@@ -30,23 +31,25 @@ def _embed(args: argparse.Namespace) -> int:
     return 0
 
 
-def convert_model_dir(source: str | Path, destination: str | Path, *, to: str) -> Path:
+def convert_model_dir(source: str | Path, destination: str | Path, *, to: str, overwrite: bool = False) -> Path:
     """Write the model of ``source`` (a Hugging Face or multihead directory, a ``.gguf`` file, or ``package:NAME``)
     to ``destination`` in format ``to``.
 
     Args:
         to: ``hf`` (``config.json`` + ``model.safetensors`` + tokenizer files that ``transformers`` loads) or
             ``multihead`` (our model directory; ``task`` recorded so ``predict``/``generate`` know the model).
+        overwrite: write into a ``destination`` that holds files other than a model's, replacing only the model's
+            files there (without it such a folder is refused and left untouched).
     """
     from multihead.interop import load_pretrained, save_hf
 
     if to not in ("hf", "multihead"):
-        raise ValueError(f"--to must be 'hf' or 'multihead', got {to!r}")
+        raise ConfigError(f"--to must be 'hf' or 'multihead', got {to!r:.80}")
     pretrained = load_pretrained(source)
     if to == "hf":
         hf_config = pretrained.config if pretrained.format == "hf" else None
         return save_hf(pretrained.model, destination, tokenizer=pretrained.tokenizer, hf_config=hf_config,
-                       labels=pretrained.labels)
+                       labels=pretrained.labels, overwrite=overwrite)
     from multihead.data import LabelVocab
     from multihead.model_dir import save_model_dir
 
@@ -61,11 +64,11 @@ def convert_model_dir(source: str | Path, destination: str | Path, *, to: str) -
                 extra["sentence_embedding"] = {"max_length": length}
     labels = None if pretrained.labels is None else LabelVocab(pretrained.labels)
     return save_model_dir(destination, model=pretrained.model, tokenizer=pretrained.tokenizer, labels=labels,
-                          extra=extra)
+                          extra=extra, overwrite=overwrite)
 
 
 def _convert(args: argparse.Namespace) -> int:
-    written = convert_model_dir(args.source, args.destination, to=args.to)
+    written = convert_model_dir(args.source, args.destination, to=args.to, overwrite=args.overwrite)
     print(f"wrote {args.to} model directory {written}")
     return 0
 
@@ -85,7 +88,10 @@ def add_interop_commands(commands: Any) -> None:
     convert = commands.add_parser("convert", help="convert a model directory between Hugging Face and multihead")
     convert.add_argument("source", help="a Hugging Face (BERT, GPT-2, Marian, Llama, Qwen2, Mistral) or multihead "
                          "model directory, a llama.cpp .gguf file (llama, qwen2, mistral), or package:NAME")
-    convert.add_argument("destination", help="the directory to write (replaced as a whole)")
+    convert.add_argument("destination", help="the directory to write (a model directory there is replaced as a "
+                         "whole; a folder holding other files is refused unless --overwrite)")
     convert.add_argument("--to", default="multihead", choices=["hf", "multihead"],
                          help="the format to write (default multihead)")
+    convert.add_argument("--overwrite", action="store_true", help="write into a DESTINATION that holds other files "
+                         "too, replacing only the model's files there (the others stay)")
     convert.set_defaults(run=_convert)

@@ -12,7 +12,15 @@ import multihead
 from multihead.cli.answer import add_answer_commands
 from multihead.cli.chat import add_chat_commands
 from multihead.cli.compare import add_compare_commands
-from multihead.cli.generate import add_generation_commands
+from multihead.cli.failures import (
+    BAD_INPUT,
+    EXIT_BAD_INPUT,
+    EXIT_BROKEN_PIPE,
+    EXIT_INTERRUPTED,
+    one_line,
+    silence_stdout,
+)
+from multihead.cli.generate import add_generation_commands, texts_from_arguments
 from multihead.cli.heads import add_heads_commands
 from multihead.cli.inspect import add_inspect_commands
 from multihead.cli.interop import add_interop_commands
@@ -126,12 +134,7 @@ def _eval(args: argparse.Namespace) -> int:
 def _predict(args: argparse.Namespace) -> int:
     from multihead.tasks.classification import predict
 
-    texts = list(args.texts)
-    if args.file:
-        with open(args.file, encoding="utf-8") as handle:
-            texts += [line.rstrip("\n") for line in handle if line.strip()]
-    if not texts:
-        raise ValueError("nothing to predict: give TEXT arguments or --file FILE")
+    texts = texts_from_arguments(args, action="predict")
     for prediction in predict(args.model_dir, texts):
         if args.json:
             print(json.dumps({"text": prediction.text, "label": prediction.label,
@@ -225,12 +228,24 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; bad input prints ``multihead CMD: error: ...`` and returns 2 (see :mod:`.failures`)."""
     args = build_parser().parse_args(argv)
     try:
-        return args.run(args)
-    except (ValueError, FileNotFoundError, ModuleNotFoundError) as error:
-        print(f"multihead {args.command}: error: {error}", file=sys.stderr)
-        return 2
+        status = args.run(args)
+        sys.stdout.flush()  # a reader that went away (`| head -1`) shows here rather than at exit
+        return status
+    except BrokenPipeError:
+        silence_stdout()
+        return EXIT_BROKEN_PIPE
+    except KeyboardInterrupt:
+        print(f"multihead {args.command}: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except BAD_INPUT as error:
+        message = one_line(error)
+        if message is None:  # a bug: keep its traceback
+            raise
+        print(f"multihead {args.command}: error: {message}", file=sys.stderr)
+        return EXIT_BAD_INPUT
 
 
 if __name__ == "__main__":

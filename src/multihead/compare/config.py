@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from multihead.compare.probe import ProbeSpec
+from multihead.errors import ConfigError
 from multihead.experiment import ExperimentConfig, apply_overrides, build_experiment, read_config_file
 
 __all__ = ["PER_ARCHITECTURE_TRAINING", "CompareConfig", "MeasureConfig", "ProbeSettings", "load_compare"]
@@ -56,11 +57,11 @@ class MeasureConfig:
     def __post_init__(self) -> None:
         object.__setattr__(self, "lengths", tuple(self.lengths))
         if not self.lengths or any(not isinstance(n, int) or n < 2 for n in self.lengths):
-            raise ValueError(f"measure.lengths must be integers >= 2, got {self.lengths!r}")
+            raise ConfigError(f"measure.lengths must be integers >= 2, got {self.lengths!r:.80}")
         for name in ("batch_size", "rounds", "train_length", "threads"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
-                raise ValueError(f"measure.{name} must be a positive integer, got {value!r}")
+                raise ConfigError(f"measure.{name} must be a positive integer, got {value!r:.80}")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -75,7 +76,7 @@ class ProbeSettings:
     def __post_init__(self) -> None:
         for name in ("train_examples", "validation_examples", "test_examples"):
             if getattr(self, name) < 1:
-                raise ValueError(f"probe.{name} must be >= 1, got {getattr(self, name)}")
+                raise ConfigError(f"probe.{name} must be >= 1, got {getattr(self, name)}")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -130,30 +131,30 @@ def build_compare(values: dict[str, Any], *, base_dir: Path, source: str = "",
     """Validate a compare mapping; relative paths are read from ``base_dir``."""
     unknown = sorted(set(values) - _TOP_KEYS)
     if unknown:
-        raise ValueError(f"unknown key {unknown[0]}; allowed keys: {sorted(_TOP_KEYS)}")
+        raise ConfigError(f"unknown key {unknown[0]}; allowed keys: {sorted(_TOP_KEYS)}")
     architectures = values.get("architectures")
     if not isinstance(architectures, dict) or not architectures:
-        raise ValueError("architectures must map report labels to {model: ..., training: ...}, got "
-                         f"{architectures!r}")
+        raise ConfigError("architectures must map report labels to {model: ..., training: ...}, got "
+                          f"{architectures!r:.80}")
     output_dir = str(values.get("output_dir", "runs/compare"))  # from the working directory, as experiments
     probe = None
     if "probe" in values:
         if "base" in values or "experiment" in values:
-            raise ValueError("a probe comparison takes probe: and training:, not base: or experiment:")
+            raise ConfigError("a probe comparison takes probe: and training:, not base: or experiment:")
         section = dict(values["probe"] or {})
         counts = {key: section.pop(key) for key in ("train_examples", "validation_examples", "test_examples")
                   if key in section}
         try:
             probe = ProbeSettings(spec=ProbeSpec(**section), **counts)
         except TypeError as error:
-            raise ValueError(f"probe: {error}") from error
+            raise ConfigError(f"probe: {error}") from error
         base: dict[str, Any] = {"task": "classification", "data": {"train": "(the probe)"},
                                 "training": dict(values.get("training") or {})}
     else:
         if "training" in values:
-            raise ValueError("training: belongs to the base experiment (or experiment: overrides), not the top")
+            raise ConfigError("training: belongs to the base experiment (or experiment: overrides), not the top")
         if "base" not in values and "experiment" not in values:
-            raise ValueError("a comparison needs base: (an experiment config file) or experiment: (its sections)")
+            raise ConfigError("a comparison needs base: (an experiment config file) or experiment: (its sections)")
         base = {}
         if "base" in values:
             base_path = base_dir / str(values["base"])
@@ -166,29 +167,29 @@ def build_compare(values: dict[str, Any], *, base_dir: Path, source: str = "",
     experiments: dict[str, ExperimentConfig] = {}
     for label, entry in architectures.items():
         if not isinstance(label, str) or not label.replace("-", "").replace("_", "").isalnum():
-            raise ValueError(f"architecture label {label!r}: use letters, digits, '-' and '_' (it names a folder)")
+            raise ConfigError(f"architecture label {label!r:.80}: use letters, digits, '-' and '_' (it names a folder)")
         entry = dict(entry or {})
         extra = sorted(set(entry) - {"model", "training"})
         if extra:
-            raise ValueError(f"architectures.{label}: unknown key {extra[0]}; allowed: model, training")
+            raise ConfigError(f"architectures.{label}: unknown key {extra[0]}; allowed: model, training")
         training = dict(entry.get("training") or {})
         shared = sorted(set(training) - set(PER_ARCHITECTURE_TRAINING))
         if shared:
-            raise ValueError(f"architectures.{label}.training.{shared[0]}: the budget is shared; an architecture may "
-                             f"set only {list(PER_ARCHITECTURE_TRAINING)}")
+            raise ConfigError(f"architectures.{label}.training.{shared[0]}: the budget is shared; an architecture may "
+                              f"set only {list(PER_ARCHITECTURE_TRAINING)}")
         values_of = _merge(base, {"training": training})
         values_of["model"] = dict(entry.get("model") or {})
         values_of["output_dir"] = str(Path(output_dir) / label)
         try:
             experiments[label] = build_experiment(values_of, base_dir=None if probe else base_dir_of_experiment)
         except ValueError as error:
-            raise ValueError(f"architectures.{label}: {error}") from error
+            raise ConfigError(f"architectures.{label}: {error}") from error
     measure = None
     if values.get("measure", {}) is not None:
         try:
             measure = MeasureConfig(**dict(values.get("measure") or {}))
         except TypeError as error:
-            raise ValueError(f"measure: {error}") from error
+            raise ConfigError(f"measure: {error}") from error
     decoding = dict(values.get("decoding") or {})
     return CompareConfig(title=str(values.get("title", "Comparison")), output_dir=output_dir,
                          experiments=experiments, probe=probe, decoding=decoding, measure=measure, source=source,
@@ -206,4 +207,4 @@ def load_compare(path: str | Path, overrides: list[str] | None = None, *, output
         return build_compare(values, base_dir=path.resolve().parent, source=str(path),
                              overrides=tuple(overrides or ()))
     except ValueError as error:
-        raise ValueError(f"{path}: {error}") from error
+        raise ConfigError(f"{path}: {error}") from error

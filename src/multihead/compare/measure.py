@@ -24,6 +24,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.profiler import ProfilerActivity, profile
 
+from multihead.errors import ConfigError
+
 __all__ = ["Measured", "TaskInputs", "count_parameters", "interleaved_medians", "measure_models", "peak_forward_bytes"]
 
 Call = Callable[[], object]
@@ -51,7 +53,7 @@ class TaskInputs:
 
     def __post_init__(self) -> None:
         if self.kind not in ("classification", "translation", "language-model"):
-            raise ValueError(f"kind must be classification, translation or language-model, got {self.kind!r}")
+            raise ConfigError(f"kind must be classification, translation or language-model, got {self.kind!r:.80}")
 
     def ids(self, batch: int, length: int, generator: torch.Generator) -> Tensor:
         ids = torch.randint(0, self.vocab_size, (batch, length), generator=generator)  # (B, T)

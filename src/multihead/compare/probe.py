@@ -24,6 +24,8 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
+from multihead.errors import ConfigError
+
 __all__ = ["ProbeExample", "ProbeSpec", "generate_probe"]
 
 
@@ -51,21 +53,21 @@ class ProbeSpec:
     def __post_init__(self) -> None:
         object.__setattr__(self, "distances", tuple(self.distances))
         if not self.distances or any(not isinstance(d, int) or d < 1 for d in self.distances):
-            raise ValueError(f"distances must be positive integers, got {self.distances!r}")
+            raise ConfigError(f"distances must be positive integers, got {self.distances!r:.80}")
         if len(set(self.distances)) != len(self.distances):
-            raise ValueError(f"distances must differ from each other, got {self.distances!r}")
+            raise ConfigError(f"distances must differ from each other, got {self.distances!r:.80}")
         if self.n_values < 2 or self.n_fillers < 1:
-            raise ValueError(f"n_values must be >= 2 and n_fillers >= 1, got {self.n_values} and {self.n_fillers}")
+            raise ConfigError(f"n_values must be >= 2 and n_fillers >= 1, got {self.n_values} and {self.n_fillers}")
         if self.extra_pairs < 0 or self.max_lead < 0:
-            raise ValueError(f"extra_pairs and max_lead must be >= 0, got {self.extra_pairs} and {self.max_lead}")
+            raise ConfigError(f"extra_pairs and max_lead must be >= 0, got {self.extra_pairs} and {self.max_lead}")
         if self.stale_pairs < 0 or (self.stale_pairs and self.stale_pairs + self.extra_pairs > self.max_lead):
-            raise ValueError(f"stale_pairs must be 0, or >= 1 with stale_pairs + extra_pairs <= max_lead "
-                             f"({self.max_lead}), got {self.stale_pairs}")
+            raise ConfigError(f"stale_pairs must be 0, or >= 1 with stale_pairs + extra_pairs <= max_lead "
+                              f"({self.max_lead}), got {self.stale_pairs}")
         pairs = len(self.distances) + self.extra_pairs
         if self.n_keys < pairs:
-            raise ValueError(f"n_keys ({self.n_keys}) must be >= the pairs in a sequence ({pairs}): keys differ")
+            raise ConfigError(f"n_keys ({self.n_keys}) must be >= the pairs in a sequence ({pairs}): keys differ")
         if max(self.distances) < pairs:
-            raise ValueError(f"{pairs} pairs do not fit before the query in {max(self.distances) + 1} tokens")
+            raise ConfigError(f"{pairs} pairs do not fit before the query in {max(self.distances) + 1} tokens")
 
     @property
     def max_length(self) -> int:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from multihead.data.errors import DataError, ReadReport
 from multihead.data.readers import Example, OnError, _lines
+from multihead.errors import ConfigError
 
 __all__ = ["read_parallel"]
 
@@ -27,7 +28,7 @@ def read_parallel(source_path: str | os.PathLike[str], target_path: str | os.Pat
     """
     source, target = Path(source_path), Path(target_path)
     if on_error not in ("raise", "skip"):
-        raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
+        raise ConfigError(f"on_error must be 'raise' or 'skip', got {on_error!r:.80}")
     report = report if report is not None else ReadReport()
     for path in (source, target):
         if not path.is_file():

@@ -32,6 +32,9 @@ from pathlib import Path
 from typing import Any, BinaryIO, Literal
 
 from multihead.data.errors import DataError, ReadReport
+from multihead.data.text_file import check_regular_file
+from multihead.errors import ConfigError
+from multihead.limits import MAX_LINE_BYTES
 
 __all__ = ["FORMATS", "Example", "infer_format", "read_delimited", "read_examples", "read_folder", "read_jsonl",
            "read_lines"]
@@ -53,18 +56,19 @@ class Example:
 
 
 def _check_options(path: Path, encoding: str, on_error: str, *, folder: bool = False) -> None:
-    if not (path.is_dir() if folder else path.is_file()):
-        kind = "a folder with one sub-folder per class" if folder else "a file"
-        raise FileNotFoundError(f"{path}: no such {'folder' if folder else 'file'}; expected {kind}")
+    if folder and not path.is_dir():
+        raise FileNotFoundError(f"{path}: no such folder; expected a folder with one sub-folder per class")
+    if not folder:
+        check_regular_file(path, expected="a data file")  # a FIFO or a device would block or never end
     if on_error not in ("raise", "skip"):
-        raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
+        raise ConfigError(f"on_error must be 'raise' or 'skip', got {on_error!r:.80}")
     try:
         codecs.lookup(encoding)
     except LookupError:
-        raise ValueError(f"unknown encoding {encoding!r}") from None
+        raise ConfigError(f"unknown encoding {encoding!r:.80}") from None
     if "a\n".encode(encoding)[-2:] != b"a\n":
-        raise ValueError(f"encoding {encoding!r} does not write a newline as the byte \\n; readers decode line by "
-                         f"line and need an ASCII-compatible encoding such as utf-8, latin-1 or cp1252")
+        raise ConfigError(f"encoding {encoding!r:.80} does not write a newline as the byte \\n; readers decode line by "
+                          f"line and need an ASCII-compatible encoding such as utf-8, latin-1 or cp1252")
 
 
 @contextmanager
@@ -95,7 +99,15 @@ def _lines(path: Path, encoding: str) -> Iterator[tuple[int, str, str]]:
     number = 0
     with _open_binary(path) as stream:
         try:
-            for number, raw in enumerate(stream, start=1):
+            while raw := stream.readline(MAX_LINE_BYTES + 1):
+                number += 1
+                if len(raw) > MAX_LINE_BYTES:
+                    raise DataError(f"a line of more than {MAX_LINE_BYTES:,} bytes; expected one example a line "
+                                    "(is this a data file?)", path=path, line=number)
+                if number == 1 and b"\r" in raw.rstrip(b"\r\n"):
+                    raise DataError("lines end with a bare carriage return (CR, classic Mac OS); expected LF or CRLF "
+                                    "line endings (convert the file, e.g. tr '\\r' '\\n' < OLD > NEW)", path=path,
+                                    line=1)
                 try:
                     text, problem = raw.decode(encoding), ""
                 except UnicodeDecodeError as error:
@@ -182,6 +194,9 @@ def _read_jsonl(path: Path, text_key: str, label_key: str | None, encoding: str,
         except json.JSONDecodeError as error:
             errors.bad(f"invalid JSON ({error.msg} at column {error.colno}); expected one JSON object a line", number)
             continue
+        except RecursionError:
+            errors.bad("JSON nested too deeply; expected one JSON object a line, with the text under a key", number)
+            continue
         if not isinstance(record, dict):
             errors.bad(f"expected a JSON object, got {_json_type(record)}", number)
             continue
@@ -238,8 +253,8 @@ def read_delimited(path: str | os.PathLike[str], *, text_column: str, label_colu
     _check_options(path, encoding, on_error)
     delimiter = {".tsv": "\t", ".csv": ","}.get(_inner_suffix(path), "") if delimiter is None else delimiter
     if len(delimiter) != 1:
-        raise ValueError(f"{path}: delimiter must be one character, got {delimiter!r}; pass delimiter= unless the "
-                         f"name ends in .tsv or .csv (optionally .gz)")
+        raise ConfigError(f"{path}: delimiter must be one character, got {delimiter!r:.80}; pass delimiter= unless the "
+                          f"name ends in .tsv or .csv (optionally .gz)")
     quoting = delimiter != "\t" if quoting is None else quoting
     return _read_delimited(path, text_column, label_column, delimiter, quoting, encoding,
                            _Errors(path, on_error, report))
@@ -302,7 +317,7 @@ def _column(path: Path, header: list[str], column: str, option: str) -> int:
     found = [index for index, name in enumerate(header) if name == column]
     if len(found) != 1:
         problem = "no column" if not found else f"{len(found)} columns named"
-        raise DataError(f"{problem} {column!r}; the header has {header}; expected exactly one (set {option}=)",
+        raise DataError(f"{problem} {column!r:.80}; the header has {header}; expected exactly one (set {option}=)",
                         path=path, line=1)
     return found[0]
 
@@ -348,7 +363,10 @@ def _read_folder(classes: list[Path], encoding: str, fallback_encoding: str | No
                        and entry.name.lower().removesuffix(".gz").endswith(suffixes))
         for file in files:
             with _open_binary(file) as stream:
-                raw = stream.read()
+                raw = stream.read(MAX_LINE_BYTES + 1)
+            if len(raw) > MAX_LINE_BYTES:
+                errors.bad(f"more than {MAX_LINE_BYTES:,} bytes; expected one document a file", path=file)
+                continue
             text, problem, line = _decode_file(raw, encoding, fallback_encoding)
             if not problem and not text.strip():
                 problem = "empty file; expected some text"
@@ -384,8 +402,9 @@ def infer_format(path: str | os.PathLike[str]) -> str:
         return "folder"
     suffix = _inner_suffix(path)
     if suffix not in _SUFFIX_FORMATS:
-        raise ValueError(f"{path}: cannot tell the format from the suffix {suffix!r}; expected one of "
-                         f"{sorted(_SUFFIX_FORMATS)} (optionally .gz) or a folder, or pass format= (one of {FORMATS})")
+        raise ConfigError(f"{path}: cannot tell the format from the suffix {suffix[:20]!r}; expected one of "
+                          f"{sorted(_SUFFIX_FORMATS)} (optionally .gz) or a folder; or name the format: data.format "
+                          f"in a config, format= in Python (one of tsv, csv, jsonl, text, folder)")
     return _SUFFIX_FORMATS[suffix]
 
 
@@ -396,14 +415,14 @@ def read_examples(path: str | os.PathLike[str], *, format: str | None = None, te
 
     Args:
         path: a ``.csv``, ``.tsv``, ``.jsonl``, ``.txt`` file (each optionally ``.gz``) or a class folder.
-        format: one of ``FORMATS``; None: inferred from ``path``.
+        format: one of ``FORMATS`` (``text`` is accepted for ``txt``); None: inferred from ``path``.
         text_field: the text's column (CSV/TSV) or key (JSONL).
         label_field: the label's column or key; None for unlabelled data. Plain text is always unlabelled and
             folders are labelled by their sub-folders, whatever this says.
         delimiter: for CSV/TSV, overrides the delimiter the format implies.
         encoding, on_error, report: see the module docstring.
     """
-    format = infer_format(path) if format is None else format
+    format = infer_format(path) if format is None else "txt" if format == "text" else format
     common: dict[str, Any] = {"encoding": encoding, "on_error": on_error, "report": report}
     if format in ("csv", "tsv"):
         delimiter = delimiter if delimiter is not None else ("\t" if format == "tsv" else ",")
@@ -414,4 +433,4 @@ def read_examples(path: str | os.PathLike[str], *, format: str | None = None, te
         return read_lines(path, **common)
     if format == "folder":
         return read_folder(path, **common)
-    raise ValueError(f"unknown format {format!r}; expected one of {FORMATS}")
+    raise ConfigError(f"unknown format {format!r:.80}; expected one of {FORMATS}")

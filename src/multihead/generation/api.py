@@ -9,12 +9,14 @@ from collections.abc import Callable, Iterator, Sequence
 import torch
 from torch import nn
 
+from multihead.errors import ConfigError, LimitError
 from multihead.generation.beam import BeamSearch
 from multihead.generation.config import GenerationConfig
 from multihead.generation.greedy import TokenSearch
 from multihead.generation.hypothesis import Hypothesis, Stopping
 from multihead.generation.one_row import OneRowWeights
 from multihead.generation.state import ENCODER_DECODERS, LANGUAGE_MODELS, DecodingState, GenerativeModel
+from multihead.limits import physical_memory
 
 __all__ = ["generate", "stream"]
 
@@ -48,7 +50,7 @@ def generate(
     """
     rows = _check(model, inputs, config, decode)
     if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+        raise ConfigError(f"batch_size must be a positive integer, got {batch_size!r:.80}")
     stopping = Stopping(config.stop_ids, config.stop_strings, decode)
     generator = _generator(model, config)
     order = sorted(range(len(rows)), key=lambda index: len(rows[index]), reverse=True)  # less padding
@@ -165,49 +167,63 @@ def _check(
     if not isinstance(config, GenerationConfig):
         raise ValueError(f"config must be a GenerationConfig, got {type(config).__name__}")
     if config.stop_strings and decode is None:
-        raise ValueError(f"GenerationConfig.stop_strings {config.stop_strings!r} need a decode callable")
+        raise ConfigError(f"GenerationConfig.stop_strings {config.stop_strings!r:.80} need a decode callable")
     seq2seq = isinstance(model, ENCODER_DECODERS)
     in_vocab, out_vocab = model.config.vocab_size, model.config.output_vocab_size
     if seq2seq and config.bos_id is None:
-        raise ValueError("GenerationConfig.bos_id is required for an EncoderDecoder (the decoder start token)")
+        raise ConfigError("GenerationConfig.bos_id is required for an EncoderDecoder (the decoder start token)")
     named = [("eos_id", config.eos_id), ("bos_id", config.bos_id)]
     named += [("stop_token_ids", token) for token in config.stop_token_ids]
     for name, token in named:
         if token is not None and token >= out_vocab:
-            raise ValueError(f"GenerationConfig.{name} {token} is outside the vocabulary (0..{out_vocab - 1})")
+            raise ConfigError(f"GenerationConfig.{name} {token} is outside the vocabulary (0..{out_vocab - 1})")
     if config.pad_id is not None and config.pad_id >= in_vocab:
-        raise ValueError(f"GenerationConfig.pad_id {config.pad_id} is outside the vocabulary (0..{in_vocab - 1})")
+        raise ConfigError(f"GenerationConfig.pad_id {config.pad_id} is outside the vocabulary (0..{in_vocab - 1})")
     if config.num_beams > out_vocab:
-        raise ValueError(f"GenerationConfig.num_beams {config.num_beams} exceeds the vocabulary size {out_vocab}")
+        raise ConfigError(f"GenerationConfig.num_beams {config.num_beams} exceeds the vocabulary size {out_vocab}")
     if isinstance(inputs, str | bytes) or not isinstance(inputs, Sequence | torch.Tensor):
-        raise ValueError(f"inputs must be a sequence of token-id sequences, got {type(inputs).__name__}")
+        raise ConfigError(f"inputs must be a sequence of token-id sequences, got {type(inputs).__name__}")
     rows = []
     for index, row in enumerate(inputs):
         if isinstance(row, int) or (isinstance(row, torch.Tensor) and row.dim() == 0):
-            raise ValueError(f"inputs[{index}] is a single token id {int(row)}; wrap one input in a list: [ids]")
+            raise ConfigError(f"inputs[{index}] is a single token id {int(row)}; wrap one input in a list: [ids]")
         tokens = [int(token) for token in row]
         if not tokens and not seq2seq and config.bos_id is not None:
             tokens = [config.bos_id]
         if not tokens:
             expected = "a source token" if seq2seq else "a prompt token (or set GenerationConfig.bos_id)"
-            raise ValueError(f"inputs[{index}] is empty; expected at least {expected}")
+            raise ConfigError(f"inputs[{index}] is empty; expected at least {expected}")
         bad = [token for token in tokens if not 0 <= token < in_vocab]
         if bad:
-            raise ValueError(f"inputs[{index}] has token id {bad[0]} outside the vocabulary (0..{in_vocab - 1})")
+            raise ConfigError(f"inputs[{index}] has token id {bad[0]} outside the vocabulary (0..{in_vocab - 1})")
         rows.append(tokens)
     _check_positions(model, rows, config)
     return rows
 
 
 def _check_positions(model: GenerativeModel, rows: list[list[int]], config: GenerationConfig) -> None:
-    """Learned absolute positions stop at ``max_length``: the output must fit (recurrent models have no limit)."""
-    if getattr(model.config, "positions", None) != "learned" or not rows:
+    """The output must fit: learned absolute positions stop at ``max_length``, and the preallocated key/value
+    cache (every layer, every row of every beam) must fit in half this machine's memory. Recurrent models have
+    neither limit."""
+    if not rows or not hasattr(model.config, "positions"):
         return
     longest = max(len(row) for row in rows)
     needed = config.max_new_tokens if isinstance(model, ENCODER_DECODERS) else longest + config.max_new_tokens - 1
     limit = model.config.max_length
-    if needed > limit or longest > limit:
-        raise ValueError(
+    if model.config.positions == "learned" and (needed > limit or longest > limit):
+        raise LimitError(
             f"GenerationConfig.max_new_tokens {config.max_new_tokens} with inputs of up to {longest} tokens needs "
             f"{max(needed, longest)} learned positions; the model has max_length {limit}"
+        )
+    width = (model.config.n_kv_heads or model.config.n_heads) * model.config.head_dim
+    layers = getattr(model.config, "decoder_layers", model.config.n_layers)
+    beams = max(config.num_beams, config.num_return_sequences)
+    weight = next(model.parameters())
+    cache_bytes = 2 * layers * len(rows) * beams * (needed + 1) * width * weight.element_size()
+    memory = physical_memory()
+    if memory is not None and cache_bytes > memory // 2:
+        raise LimitError(
+            f"GenerationConfig.max_new_tokens {config.max_new_tokens:,} for {len(rows)} input(s) x {beams} beam(s) "
+            f"needs a key/value cache of {cache_bytes / 1e9:.1f} GB, more than half this machine's memory "
+            f"({memory / 1e9:.1f} GB); ask for fewer tokens (the model's context is {limit:,} positions)"
         )

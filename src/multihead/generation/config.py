@@ -7,6 +7,9 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from multihead.errors import ConfigError
+from multihead.limits import MAX_NEW_TOKENS, check_bound
+
 __all__ = ["GenerationConfig"]
 
 
@@ -28,6 +31,10 @@ class GenerationConfig:
             divided by it and their negative logits multiplied by it. ``Hypothesis.log_prob`` stays the
             unpenalised model's; beams are ranked by the penalised distribution.
         length_penalty: a finished beam scores ``sum log p / length ** length_penalty``.
+        no_repeat_ngram_size: ``n > 0`` forbids any token that would complete an ``n``-gram already in the
+            sequence (a ``DecoderLM``'s prompt included; an ``EncoderDecoder``'s target side only); 0 = off.
+        min_new_tokens: the stop tokens (``eos_id``, ``stop_token_ids``) cannot be chosen before this many
+            tokens are generated (stop strings still end a sequence); 0 = off.
         early_stopping: beam search stops a sentence as soon as ``num_beams`` hypotheses are finished;
             ``False`` goes on until no live beam can beat the worst finished one.
         num_return_sequences: size of the n-best list (``<= num_beams``) or number of samples per input.
@@ -56,6 +63,8 @@ class GenerationConfig:
     top_p: float | None = None
     repetition_penalty: float = 1.0
     length_penalty: float = 1.0
+    no_repeat_ngram_size: int = 0
+    min_new_tokens: int = 0
     early_stopping: bool = True
     num_return_sequences: int = 1
     seed: int | None = None
@@ -70,35 +79,39 @@ class GenerationConfig:
     def __post_init__(self) -> None:
         for name in ("max_new_tokens", "num_beams", "num_return_sequences"):
             _check_int(name, getattr(self, name), minimum=1)
+        check_bound("GenerationConfig.max_new_tokens", self.max_new_tokens, MAX_NEW_TOKENS)
         if self.top_k is not None:
             _check_int("top_k", self.top_k, minimum=1)
+        for name in ("no_repeat_ngram_size", "min_new_tokens"):
+            _check_int(name, getattr(self, name), minimum=0)
         for name in ("seed", "eos_id", "bos_id", "pad_id"):
             if getattr(self, name) is not None:
                 _check_int(name, getattr(self, name), minimum=0)
         for name in ("do_sample", "early_stopping", "use_cache", "transposed_weights"):
             if not isinstance(getattr(self, name), bool):
-                raise ValueError(f"GenerationConfig.{name} must be True or False, got {getattr(self, name)!r}")
+                raise ConfigError(f"GenerationConfig.{name} must be True or False, got {getattr(self, name)!r:.80}")
         for name in ("temperature", "repetition_penalty"):
             value = getattr(self, name)
             if not _is_real(value) or not math.isfinite(value) or value <= 0:
-                raise ValueError(f"GenerationConfig.{name} must be a finite number > 0, got {value!r}")
+                raise ConfigError(f"GenerationConfig.{name} must be a finite number > 0, got {value!r:.80}")
         if not _is_real(self.length_penalty) or not math.isfinite(self.length_penalty):
-            raise ValueError(f"GenerationConfig.length_penalty must be a finite number, got {self.length_penalty!r}")
+            raise ConfigError(f"GenerationConfig.length_penalty must be a finite number, got "
+                              f"{self.length_penalty!r:.80}")
         if self.top_p is not None and (not _is_real(self.top_p) or not 0.0 < self.top_p <= 1.0):
-            raise ValueError(f"GenerationConfig.top_p must be a number in (0, 1] or None, got {self.top_p!r}")
+            raise ConfigError(f"GenerationConfig.top_p must be a number in (0, 1] or None, got {self.top_p!r:.80}")
         self._normalise_stops()
         if self.do_sample and self.num_beams > 1:
-            raise ValueError(
+            raise ConfigError(
                 f"GenerationConfig.num_beams must be 1 when do_sample=True (beam sampling is not supported), "
                 f"got {self.num_beams}"
             )
         if self.num_beams > 1 and self.num_return_sequences > self.num_beams:
-            raise ValueError(
+            raise ConfigError(
                 f"GenerationConfig.num_return_sequences must be <= num_beams ({self.num_beams}), "
                 f"got {self.num_return_sequences}"
             )
         if self.num_beams == 1 and not self.do_sample and self.num_return_sequences != 1:
-            raise ValueError(
+            raise ConfigError(
                 f"GenerationConfig.num_return_sequences must be 1 for greedy decoding (set num_beams or "
                 f"do_sample for more), got {self.num_return_sequences}"
             )
@@ -106,18 +119,19 @@ class GenerationConfig:
     def _normalise_stops(self) -> None:
         """Check the stop tokens and strings; lists are accepted and stored as tuples."""
         if isinstance(self.stop_token_ids, int | str) or not hasattr(self.stop_token_ids, "__iter__"):
-            raise ValueError(
-                f"GenerationConfig.stop_token_ids must be a tuple of token ids, got {self.stop_token_ids!r}"
+            raise ConfigError(
+                f"GenerationConfig.stop_token_ids must be a tuple of token ids, got {self.stop_token_ids!r:.80}"
             )
         stop_ids = tuple(self.stop_token_ids)
         for token in stop_ids:
             _check_int("stop_token_ids", token, minimum=0)
         if isinstance(self.stop_strings, str) or not hasattr(self.stop_strings, "__iter__"):
-            raise ValueError(f"GenerationConfig.stop_strings must be a tuple of strings, got {self.stop_strings!r}")
+            raise ConfigError(f"GenerationConfig.stop_strings must be a tuple of strings, got "
+                              f"{self.stop_strings!r:.80}")
         strings = tuple(self.stop_strings)
         for text in strings:
             if not isinstance(text, str) or not text:
-                raise ValueError(f"GenerationConfig.stop_strings must hold non-empty strings, got {text!r}")
+                raise ConfigError(f"GenerationConfig.stop_strings must hold non-empty strings, got {text!r:.80}")
         object.__setattr__(self, "stop_token_ids", stop_ids)
         object.__setattr__(self, "stop_strings", strings)
 
@@ -140,4 +154,4 @@ def _is_real(value: object) -> bool:
 
 def _check_int(name: str, value: object, *, minimum: int) -> None:
     if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
-        raise ValueError(f"GenerationConfig.{name} must be an integer >= {minimum}, got {value!r}")
+        raise ConfigError(f"GenerationConfig.{name} must be an integer >= {minimum}, got {value!r:.80}")

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
+from multihead.errors import ConfigError
+
 __all__ = ["TextStream"]
 
 _INCOMPLETE = "\ufffd"
@@ -29,7 +31,7 @@ class TextStream:
 
     def __init__(self, decode: Callable[[list[int]], str], *, stop_strings: Sequence[str] = ()) -> None:
         if isinstance(stop_strings, str) or any(not isinstance(s, str) or not s for s in stop_strings):
-            raise ValueError(f"stop_strings must be a sequence of non-empty strings, got {stop_strings!r}")
+            raise ConfigError(f"stop_strings must be a sequence of non-empty strings, got {stop_strings!r:.80}")
         self.decode = decode
         self.stop_strings = tuple(stop_strings)
         self.ids: list[int] = []

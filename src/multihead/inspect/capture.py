@@ -19,6 +19,7 @@ from torch import Tensor, nn
 from torch.utils.hooks import RemovableHandle
 
 from multihead.attention import MultiHeadAttention
+from multihead.errors import ConfigError
 from multihead.models.decoder import Decoder
 from multihead.models.encoder import Encoder
 
@@ -57,7 +58,7 @@ def attention_sites(model: nn.Module) -> dict[Site, MultiHeadAttention]:
             if cross is not None:
                 sites[Site(stack, index, "cross")] = cross
     if not sites:
-        raise ValueError(f"{type(model).__name__} has no multihead Encoder or Decoder; nothing to capture")
+        raise ConfigError(f"{type(model).__name__} has no multihead Encoder or Decoder; nothing to capture")
     return sites
 
 
@@ -159,26 +160,26 @@ def capture_attention(
     kinds = tuple(kinds)
     for kind in kinds:
         if kind not in ("self", "cross"):
-            raise ValueError(f"kinds must hold 'self' or 'cross', got {kind!r}")
+            raise ConfigError(f"kinds must hold 'self' or 'cross', got {kind!r:.80}")
     stack_names = sorted({site.stack for site in available})
     chosen_stacks = stack_names if stacks is None else list(stacks)
     for stack in chosen_stacks:
         if stack not in stack_names:
-            raise ValueError(f"stack {stack!r} is not in this model; expected one of {stack_names}")
+            raise ConfigError(f"stack {stack!r:.80} is not in this model; expected one of {stack_names}")
     deepest = max(site.layer for site in available) + 1
     chosen_layers = None if layers is None else sorted(set(layers))
     for layer in chosen_layers or []:
         if not isinstance(layer, int) or not 0 <= layer < deepest:
-            raise ValueError(f"layer {layer!r} does not exist; expected 0..{deepest - 1}")
+            raise ConfigError(f"layer {layer!r:.80} does not exist; expected 0..{deepest - 1}")
     sites = [site for site in available if site.kind in kinds and site.stack in chosen_stacks
              and (chosen_layers is None or site.layer in chosen_layers)]
     if not sites:
-        raise ValueError(f"nothing to capture: no {'/'.join(kinds)} attention in stacks {chosen_stacks} "
-                         f"at layers {chosen_layers}")
+        raise ConfigError(f"nothing to capture: no {'/'.join(kinds)} attention in stacks {chosen_stacks} "
+                          f"at layers {chosen_layers}")
     chosen_heads = None if heads is None else list(heads)
     if chosen_heads is not None:
         fewest = min(available[site].n_heads for site in sites)
         bad = [head for head in chosen_heads if not isinstance(head, int) or not 0 <= head < fewest]
         if bad or not chosen_heads:
-            raise ValueError(f"heads must be a non-empty list of head numbers in 0..{fewest - 1}, got {chosen_heads}")
+            raise ConfigError(f"heads must be a non-empty list of head numbers in 0..{fewest - 1}, got {chosen_heads}")
     return AttentionCapture(model, sites, chosen_heads)

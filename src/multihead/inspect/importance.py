@@ -18,6 +18,7 @@ import torch
 from torch import Tensor, nn
 
 from multihead.attention import MultiHeadAttention
+from multihead.errors import ConfigError
 from multihead.models import Decoder, Encoder
 
 __all__ = ["attention_modules", "head_importance", "head_masks", "normalize_per_module"]
@@ -39,11 +40,11 @@ def attention_modules(model: nn.Module) -> dict[str, MultiHeadAttention]:
                 if isinstance(attention, MultiHeadAttention):
                     name = f"{stack}.{index}.{kind}"
                     if name in found:
-                        raise ValueError(f"{type(model).__name__} has more than one {stack}; "
-                                         "head names would be ambiguous")
+                        raise ConfigError(f"{type(model).__name__} has more than one {stack}; "
+                                          "head names would be ambiguous")
                     found[name] = attention
     if not found:
-        raise ValueError(f"{type(model).__name__} has no Encoder or Decoder attention to mask or prune")
+        raise ConfigError(f"{type(model).__name__} has no Encoder or Decoder attention to mask or prune")
     return dict(sorted(found.items(), key=lambda item: (item[0].split(".")[0] != "encoder",
                                                         int(item[0].split(".")[1]), item[0])))
 
@@ -108,7 +109,7 @@ def head_importance(
     finally:
         model.train(training)
     if examples == 0:
-        raise ValueError("head_importance needs at least one example; the batches were empty")
+        raise ConfigError("head_importance needs at least one example; the batches were empty")
     scores = {name: (total / examples * keep[name].double()).float() for name, total in totals.items()}
     return normalize_per_module(scores) if normalize else scores
 

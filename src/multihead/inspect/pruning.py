@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor, nn
 
+from multihead.errors import ConfigError
 from multihead.inspect.importance import attention_modules, head_masks
 from multihead.models import TransformerConfig
 
@@ -32,8 +33,8 @@ def prune_heads(model: nn.Module, heads: Mapping[str, Iterable[int]]) -> nn.Modu
     """
     config = getattr(model, "config", None)
     if not isinstance(config, TransformerConfig):
-        raise ValueError(f"prune_heads needs a multihead Transformer model with a TransformerConfig, "
-                         f"got {type(model).__name__}")
+        raise ConfigError(f"prune_heads needs a multihead Transformer model with a TransformerConfig, "
+                          f"got {type(model).__name__}")
     merged = {name: set(ids) for name, ids in (config.pruned_heads or {}).items()}
     for name, ids in heads.items():
         merged.setdefault(name, set()).update(int(i) for i in ids)
@@ -92,7 +93,7 @@ def pruning_curve(
         up_to: stop after this share of the heads (a fine ``step`` over the interesting part of the curve).
     """
     if not 0.0 < step <= 1.0 or not 0.0 <= up_to <= 1.0:
-        raise ValueError(f"step must be in (0, 1] and up_to in [0, 1], got {step} and {up_to}")
+        raise ConfigError(f"step must be in (0, 1] and up_to in [0, 1], got {step} and {up_to}")
     modules = attention_modules(model)
     total = sum(module.n_heads for module in modules.values())
     targets = sorted({min(total, round(total * step * k)) for k in range(int(1 / step + 1e-9) + 2)} | {total})
@@ -122,10 +123,10 @@ def pruning_curve(
 def heads_to_prune(steps: list[PruningStep], fraction: float) -> Removed:
     """The heads removed at the curve's largest step whose share does not exceed ``fraction``."""
     if not 0.0 <= fraction <= 1.0:
-        raise ValueError(f"the fraction of heads to prune must be in [0, 1], got {fraction}")
+        raise ConfigError(f"the fraction of heads to prune must be in [0, 1], got {fraction}")
     eligible = [s for s in steps if s.fraction <= fraction + 1e-9]
     if not eligible:
-        raise ValueError(f"no step of the curve prunes at most {fraction:.0%} of the heads")
+        raise ConfigError(f"no step of the curve prunes at most {fraction:.0%} of the heads")
     return max(eligible, key=lambda s: s.pruned).removed
 
 
@@ -133,7 +134,7 @@ def largest_within(steps: list[PruningStep], key: str, max_drop: float, *, scale
     """The last step before ``metrics[key] * scale`` first falls more than ``max_drop`` below the first step's
     (e.g. ``scale=100`` for accuracy in points)."""
     if not steps or key not in steps[0].metrics:
-        raise ValueError(f"the curve has no metric {key!r}; it has {sorted(steps[0].metrics) if steps else []}")
+        raise ConfigError(f"the curve has no metric {key!r:.80}; it has {sorted(steps[0].metrics) if steps else []}")
     floor = steps[0].metrics[key] * scale - max_drop
     chosen = steps[0]
     for step in steps[1:]:

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import torch
 
+from multihead.errors import CheckpointError, ConfigError
 from multihead.inspect.capture import Kind, Site, capture_attention
 from multihead.inspect.decoding import generate_with_attention, teacher_forced_attention
 from multihead.inspect.maps import AttentionMaps, maps_from_capture
@@ -66,9 +67,9 @@ def attention_for_text(
                "kinds": tuple(kinds)}
     if architecture == "ClassifierEnsemble":
         member = Path(model_dir).parent / "members" / "0" / "best"
-        raise ValueError(f"{model_dir}: an ensemble of classifiers; inspect one of its members, e.g. {member}")
+        raise ConfigError(f"{model_dir}: an ensemble of classifiers; inspect one of its members, e.g. {member}")
     if architecture in NO_MULTI_HEAD_ATTENTION:
-        raise ValueError(f"{model_dir}: a {architecture} baseline has no multi-head attention to inspect")
+        raise ConfigError(f"{model_dir}: a {architecture} baseline has no multi-head attention to inspect")
     if architecture == "EncoderDecoder":
         return _seq2seq(model_dir, text, options, num_beams, max_new_tokens, teacher_forced)
     if architecture == "DecoderLM":
@@ -81,7 +82,7 @@ def _encoder(model_dir: str | Path, text: str, options: dict) -> AttentionMaps:
 
     loaded = load_model_dir(model_dir)
     if loaded.tokenizer is None:
-        raise ValueError(f"{model_dir}: no tokenizer.json; expected the tokenizer the model was trained with")
+        raise CheckpointError(f"{model_dir}: no tokenizer.json; expected the tokenizer the model was trained with")
     model = loaded.model.eval()
     limit = int(loaded.config.get("experiment", {}).get("data", {}).get("max_length", model.config.max_length))
     ids = loaded.tokenizer.encode(text, max_length=limit)

@@ -16,6 +16,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from multihead.errors import CheckpointError, ConfigError
 from multihead.interop.options import Requirements, activation_from_hf, activation_to_hf, hf_value
 from multihead.interop.weights import TensorSource, load_mapped
 from multihead.models import Encoder, SequenceClassifier, TransformerConfig
@@ -42,10 +43,11 @@ def _config(hf: Mapping[str, Any], *, origin: str, pooler: bool) -> TransformerC
     """Our config for a BERT ``config.json``; options we cannot reproduce are errors."""
     position_type = hf.get("position_embedding_type", "absolute")
     if position_type != "absolute":
-        raise ValueError(f"{origin}: position_embedding_type {position_type!r} is not supported; expected 'absolute'")
+        raise CheckpointError(f"{origin}: position_embedding_type {position_type!r:.80} is not supported; expected "
+                              "'absolute'")
     for flag in ("is_decoder", "add_cross_attention"):
         if hf.get(flag):
-            raise ValueError(f"{origin}: {flag}=true is not supported; expected a bidirectional BERT encoder")
+            raise CheckpointError(f"{origin}: {flag}=true is not supported; expected a bidirectional BERT encoder")
     return TransformerConfig(
         vocab_size=hf_value(hf, "vocab_size", origin=origin),
         d_model=hf_value(hf, "hidden_size", 768, origin=origin),
@@ -70,13 +72,13 @@ def _config(hf: Mapping[str, Any], *, origin: str, pooler: bool) -> TransformerC
 def _label_names(hf: Mapping[str, Any], *, origin: str) -> list[str]:
     """Class names in index order from ``id2label`` (or ``LABEL_i`` for ``num_labels``)."""
     if hf.get("problem_type") == "regression":
-        raise ValueError(f"{origin}: problem_type 'regression' is not supported; expected a classifier")
+        raise CheckpointError(f"{origin}: problem_type 'regression' is not supported; expected a classifier")
     id2label = hf.get("id2label")
     if isinstance(id2label, dict) and id2label:
         try:
             return [str(id2label[key]) for key in sorted(id2label, key=int)]
         except ValueError as error:
-            raise ValueError(f"{origin}: id2label keys must be class indices, got {sorted(id2label)}") from error
+            raise CheckpointError(f"{origin}: id2label keys must be class indices, got {sorted(id2label)}") from error
     return [f"LABEL_{index}" for index in range(hf_value(hf, "num_labels", 2, origin=origin))]
 
 
@@ -86,7 +88,8 @@ def load_bert(
     """Build and fill an ``Encoder`` (or a ``SequenceClassifier`` and its class names) from a BERT checkpoint."""
     architecture = (hf.get("architectures") or ["BertModel"])[0]
     if architecture not in ARCHITECTURES:
-        raise ValueError(f"{origin}: architecture {architecture!r} is not supported; expected one of {ARCHITECTURES}")
+        raise CheckpointError(f"{origin}: architecture {architecture!r:.80} is not supported; expected one of "
+                              f"{ARCHITECTURES}")
     classify = architecture == "BertForSequenceClassification"
     has_prefix = any(name.startswith("bert.") for name in tensors)
     source = TensorSource(tensors, origin=origin, prefix="bert." if has_prefix else "")
@@ -196,7 +199,7 @@ def _export_labels(n_classes: int, labels: Sequence[str] | None, base: Mapping[s
     """Class names for ``id2label``: the given ones, else the base config's when they fit, else ``LABEL_i``."""
     if labels is not None:
         if len(labels) != n_classes:
-            raise ValueError(f"labels has {len(labels)} names, the classifier has {n_classes} classes")
+            raise ConfigError(f"labels has {len(labels)} names, the classifier has {n_classes} classes")
         return [str(name) for name in labels]
     id2label = base.get("id2label")
     if isinstance(id2label, dict) and len(id2label) == n_classes:

@@ -13,6 +13,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from multihead.errors import CheckpointError
 from multihead.interop.options import Requirements, activation_from_hf, activation_to_hf, hf_value
 from multihead.interop.weights import TensorSource, load_mapped
 from multihead.models import DecoderLM, TransformerConfig
@@ -29,10 +30,10 @@ _SKIPPED = ("h.*.attn.bias", "h.*.attn.masked_bias", "h.*.crossattention.bias") 
 def _config(hf: Mapping[str, Any], *, origin: str) -> TransformerConfig:
     """Our config for a GPT-2 ``config.json``; options we cannot reproduce are errors."""
     if hf.get("add_cross_attention"):
-        raise ValueError(f"{origin}: add_cross_attention=true is not supported; expected a decoder-only GPT-2")
+        raise CheckpointError(f"{origin}: add_cross_attention=true is not supported; expected a decoder-only GPT-2")
     if not hf.get("scale_attn_weights", True) or hf.get("scale_attn_by_inverse_layer_idx"):
-        raise ValueError(f"{origin}: only attention scaled by 1/sqrt(head width) is supported "
-                         f"(scale_attn_weights=true, scale_attn_by_inverse_layer_idx=false)")
+        raise CheckpointError(f"{origin}: only attention scaled by 1/sqrt(head width) is supported "
+                              f"(scale_attn_weights=true, scale_attn_by_inverse_layer_idx=false)")
     d_model = hf_value(hf, "n_embd", 768, origin=origin)
     return TransformerConfig(
         vocab_size=hf_value(hf, "vocab_size", origin=origin),
@@ -59,7 +60,8 @@ def load_gpt2(hf: Mapping[str, Any], tensors: Mapping[str, Tensor], *, origin: s
     """Build and fill a ``DecoderLM`` from a GPT-2 checkpoint (``GPT2Model`` needs tied embeddings)."""
     architecture = (hf.get("architectures") or ["GPT2LMHeadModel"])[0]
     if architecture not in ARCHITECTURES:
-        raise ValueError(f"{origin}: architecture {architecture!r} is not supported; expected one of {ARCHITECTURES}")
+        raise CheckpointError(f"{origin}: architecture {architecture!r:.80} is not supported; expected one of "
+                              f"{ARCHITECTURES}")
     config = _config(hf, origin=origin)
     has_prefix = any(name.startswith("transformer.") for name in tensors)
     source = TensorSource(tensors, origin=origin, prefix="transformer." if has_prefix else "")

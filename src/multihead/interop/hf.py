@@ -21,6 +21,7 @@ import torch
 from torch import Tensor, nn
 
 from multihead.atomic import atomic_directory
+from multihead.errors import CheckpointError, ConfigError
 from multihead.interop.bert import export_bert, load_bert
 from multihead.interop.files import read_hf_config, read_hf_weights, read_json, write_hf_weights
 from multihead.interop.gpt2 import export_gpt2, load_gpt2
@@ -87,8 +88,8 @@ def load_hf(
     hf_config = read_hf_config(directory)
     model_type = hf_config["model_type"]
     if model_type not in _LOADERS:
-        raise ValueError(f"{directory / 'config.json'}: model_type {model_type!r} is not supported; "
-                         f"expected one of {SUPPORTED_MODEL_TYPES}")
+        raise CheckpointError(f"{directory / 'config.json'}: model_type {model_type!r} is not supported; "
+                              f"expected one of {SUPPORTED_MODEL_TYPES}")
     model, labels = _LOADERS[model_type](hf_config, read_hf_weights(directory), origin=str(directory))
     tokenizer = None
     if (directory / "tokenizer.json").is_file() or (directory / "vocab.txt").is_file():
@@ -106,6 +107,7 @@ def save_hf(
     tokenizer: Tokenizer | None = None,
     hf_config: Mapping[str, Any] | None = None,
     labels: Sequence[str] | None = None,
+    overwrite: bool = False,
 ) -> Path:
     """Write ``model`` as a Hugging Face directory that ``transformers`` loads (atomically).
 
@@ -113,11 +115,13 @@ def save_hf(
         model: an ``Encoder`` (BERT), ``SequenceClassifier`` (BERT, needs ``config.pooler`` and ``cls``
             pooling), ``DecoderLM`` (GPT-2 with learned positions; Llama or Qwen2 with rotary positions, RMSNorm
             and SwiGLU, with a ``generation_config.json``) or ``EncoderDecoder`` (Marian).
-        directory: replaced as a whole.
+        directory: replaced as a whole when it is absent, empty or a model directory.
         tokenizer: also written, as ``tokenizer.json`` with a ``tokenizer_config.json``.
         hf_config: ``config.json`` values to carry over (e.g. ``LoadedHF.hf_config``: special token ids,
             label names); ours win where both set a key; ignored unless its ``model_type`` matches.
         labels: class names of a ``SequenceClassifier`` (``id2label``).
+        overwrite: also write into a ``directory`` that holds other files, replacing only the model's files
+            (see :func:`multihead.atomic.atomic_directory`).
 
     Raises:
         ValueError: a model that the architecture cannot hold; the message lists every reason.
@@ -137,7 +141,7 @@ def save_hf(
     values = {**{k: v for k, v in base.items() if k not in ("torch_dtype", "dtype", "transformers_version")}, **values}
     values["dtype"] = str(next(iter(tensors.values())).dtype).removeprefix("torch.")
     directory = Path(directory)
-    with atomic_directory(directory) as staging:
+    with atomic_directory(directory, overwrite=overwrite) as staging:
         (staging / "config.json").write_text(json.dumps(values, indent=2, sort_keys=True) + "\n")
         write_hf_weights(staging, tensors)
         if tokenizer is not None:
@@ -163,8 +167,8 @@ def _model_type_for(model: nn.Module) -> str:
         return hf_model_type(model.config) if model.config.positions == "rope" else "gpt2"
     if isinstance(model, EncoderDecoder):
         return "marian"
-    raise ValueError(f"cannot save a {type(model).__name__} as a Hugging Face model; expected an Encoder, "
-                     f"SequenceClassifier, DecoderLM or EncoderDecoder")
+    raise ConfigError(f"cannot save a {type(model).__name__} as a Hugging Face model; expected an Encoder, "
+                      f"SequenceClassifier, DecoderLM or EncoderDecoder")
 
 
 def write_tokenizer_files(directory: Path, tokenizer: Tokenizer, *, max_length: int) -> None:

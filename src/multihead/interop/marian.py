@@ -17,6 +17,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from multihead.errors import CheckpointError
 from multihead.interop.options import Requirements, activation_from_hf, activation_to_hf, hf_value
 from multihead.interop.weights import TensorSource, load_mapped
 from multihead.models import EncoderDecoder, TransformerConfig
@@ -46,14 +47,14 @@ def _config(hf: Mapping[str, Any], *, origin: str, separate: bool) -> Transforme
     for encoder_key, decoder_key in (("encoder_attention_heads", "decoder_attention_heads"),
                                      ("encoder_ffn_dim", "decoder_ffn_dim")):
         if hf.get(encoder_key) != hf.get(decoder_key):
-            raise ValueError(f"{origin}: {encoder_key}={hf.get(encoder_key)!r} differs from {decoder_key}="
-                             f"{hf.get(decoder_key)!r}; expected the same value on both sides")
+            raise CheckpointError(f"{origin}: {encoder_key}={hf.get(encoder_key)!r:.80} differs from {decoder_key}="
+                                  f"{hf.get(decoder_key)!r:.80}; expected the same value on both sides")
     vocab_size = hf_value(hf, "vocab_size", origin=origin)
     shared = bool(hf.get("share_encoder_decoder_embeddings", True))
     decoder_vocab = hf.get("decoder_vocab_size") or vocab_size
     if shared and decoder_vocab != vocab_size:
-        raise ValueError(f"{origin}: decoder_vocab_size {decoder_vocab} differs from vocab_size {vocab_size} "
-                         f"but share_encoder_decoder_embeddings is true")
+        raise CheckpointError(f"{origin}: decoder_vocab_size {decoder_vocab} differs from vocab_size {vocab_size} "
+                              f"but share_encoder_decoder_embeddings is true")
     return TransformerConfig(
         vocab_size=vocab_size,
         target_vocab_size=decoder_vocab if separate or not shared else None,
@@ -83,7 +84,8 @@ def load_marian(hf: Mapping[str, Any], tensors: Mapping[str, Tensor], *, origin:
     """Build and fill an ``EncoderDecoder`` from a ``MarianMTModel`` checkpoint."""
     architecture = (hf.get("architectures") or ["MarianMTModel"])[0]
     if architecture not in ARCHITECTURES:
-        raise ValueError(f"{origin}: architecture {architecture!r} is not supported; expected one of {ARCHITECTURES}")
+        raise CheckpointError(f"{origin}: architecture {architecture!r:.80} is not supported; expected one of "
+                              f"{ARCHITECTURES}")
     source = TensorSource(tensors, origin=origin)
     encoder_embedding = source.take("model.encoder.embed_tokens.weight", "model.shared.weight")
     decoder_embedding = source.take("model.decoder.embed_tokens.weight", "model.shared.weight")

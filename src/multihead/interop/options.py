@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from multihead.errors import CheckpointError, ConfigError
 from multihead.models.config import TransformerConfig
 
 __all__ = ["Requirements", "activation_from_hf", "activation_to_hf", "hf_value"]
@@ -26,7 +27,7 @@ _TO_HF = {"gelu": "gelu", "gelu_tanh": "gelu_new", "relu": "relu", "silu": "silu
 def activation_from_hf(name: object, *, origin: str, key: str) -> str:
     """Our activation for a Hugging Face ``hidden_act`` / ``activation_function`` value."""
     if not isinstance(name, str) or name not in _FROM_HF:
-        raise ValueError(f"{origin}: {key} {name!r} is not supported; expected one of {sorted(_FROM_HF)}")
+        raise CheckpointError(f"{origin}: {key} {name!r:.80} is not supported; expected one of {sorted(_FROM_HF)}")
     return _FROM_HF[name]
 
 
@@ -41,7 +42,7 @@ def hf_value(config: Mapping[str, Any], key: str, default: Any = None, *, origin
     if value is None and default is None:
         return None
     if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-        raise ValueError(f"{origin}: {key} must be {kind.__name__}, got {value!r}")
+        raise CheckpointError(f"{origin}: {key} must be {kind.__name__}, got {value!r:.80}")
     return value
 
 
@@ -68,7 +69,7 @@ class Requirements:
 
     def check(self) -> None:
         if self.problems:
-            raise ValueError(f"cannot save as {self.architecture}: " + "; ".join(self.problems))
+            raise ConfigError(f"cannot save as {self.architecture}: " + "; ".join(self.problems))
 
     def shared(self, config: TransformerConfig) -> None:
         """What BERT, GPT-2 and Marian have in common: LayerNorm, biases, plain multi-head attention."""

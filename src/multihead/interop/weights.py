@@ -9,6 +9,8 @@ from fnmatch import fnmatch
 import torch
 from torch import Tensor, nn
 
+from multihead.errors import CheckpointError
+
 __all__ = ["TensorSource", "load_mapped"]
 
 
@@ -49,7 +51,7 @@ class TensorSource:
         """Raise a ``ValueError`` that lists missing and unexpected tensors, if there are any."""
         unexpected = sorted(set(self.tensors) - self.used)
         if self.missing or unexpected:
-            raise ValueError(
+            raise CheckpointError(
                 f"{self.origin}: the weights do not fit {architecture}: missing {sorted(self.missing)}, "
                 f"unexpected {unexpected}"
             )
@@ -72,8 +74,8 @@ def load_mapped(model: nn.Module, mapped: Mapping[str, Tensor], *, origin: str) 
     shapes = [f"{name}: expected {tuple(state[name].shape)}, got {tuple(tensor.shape)}"
               for name, tensor in mapped.items() if name in state and state[name].shape != tensor.shape]
     if missing or unexpected or shapes:
-        raise ValueError(f"{origin}: cannot load into {type(model).__name__}: missing {missing}, unexpected "
-                         f"{unexpected}, shape mismatches {shapes}")
+        raise CheckpointError(f"{origin}: cannot load into {type(model).__name__}: missing {missing}, unexpected "
+                              f"{unexpected}, shape mismatches {shapes}")
     with torch.no_grad():
         for name, tensor in mapped.items():
             state[name].copy_(tensor)

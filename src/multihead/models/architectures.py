@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from multihead.errors import ConfigError
 from multihead.models.config import TransformerConfig
 from multihead.models.rnn_classifier import BiLSTMConfig
 from multihead.models.rnn_lm import LSTMLMConfig
@@ -31,4 +32,5 @@ def config_class_of(architecture: str) -> type[Any]:
     try:
         return ARCHITECTURES[architecture]
     except KeyError:
-        raise ValueError(f"model.architecture must be one of {sorted(ARCHITECTURES)}, got {architecture!r}") from None
+        raise ConfigError(f"model.architecture must be one of {sorted(ARCHITECTURES)}, got "
+                          f"{architecture!r:.80}") from None

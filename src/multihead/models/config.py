@@ -12,12 +12,18 @@ from pathlib import Path
 from typing import Any, Literal
 
 from multihead.errors import ConfigError
+from multihead.limits import MAX_HEADS, MAX_LAYERS, MAX_POSITIONS, MAX_VOCAB, MAX_WIDTH, check_bound, check_parameters
 from multihead.models.config_dict import DictConfig
 
 __all__ = ["PRESETS", "TransformerConfig"]
 
 PositionKind = Literal["sinusoidal", "learned", "rope", "alibi", "none"]
 
+_BOUNDS: dict[str, int] = {
+    "vocab_size": MAX_VOCAB, "target_vocab_size": MAX_VOCAB, "d_model": MAX_WIDTH, "d_ff": MAX_WIDTH,
+    "n_heads": MAX_HEADS, "n_kv_heads": MAX_HEADS, "n_layers": MAX_LAYERS, "n_decoder_layers": MAX_LAYERS,
+    "max_length": MAX_POSITIONS,
+}
 _LATER_FIELDS: dict[str, Any] = {"rope_theta": 10000.0, "qkv_bias": None}
 """Fields added after model directories were first saved: left out of ``to_dict`` at their defaults."""
 _CHOICES: dict[str, tuple[str, ...]] = {
@@ -102,38 +108,43 @@ class TransformerConfig(DictConfig):
         for name in positive:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-                raise ValueError(f"TransformerConfig.{name} must be a positive integer, got {value!r}")
+                raise ConfigError(f"TransformerConfig.{name} must be a positive integer, got {value!r:.80}")
         for name in ("target_vocab_size", "n_kv_heads", "d_ff", "n_decoder_layers"):
             value = getattr(self, name)
-            if value is not None and (not isinstance(value, int) or value <= 0):
-                raise ValueError(f"TransformerConfig.{name} must be a positive integer or None, got {value!r}")
+            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value <= 0):
+                raise ConfigError(f"TransformerConfig.{name} must be a positive integer or None, got {value!r:.80}")
+        for name, bound in _BOUNDS.items():
+            if getattr(self, name) is not None:
+                check_bound(f"TransformerConfig.{name}", getattr(self, name), bound)
+        check_parameters(self.estimated_parameters, where="TransformerConfig")
         if self.d_model % self.n_heads:
-            raise ValueError(
+            raise ConfigError(
                 f"TransformerConfig.d_model ({self.d_model}) must be divisible by n_heads ({self.n_heads})"
             )
         if self.n_kv_heads is not None and self.n_heads % self.n_kv_heads:
-            raise ValueError(
+            raise ConfigError(
                 f"TransformerConfig.n_heads ({self.n_heads}) must be divisible by n_kv_heads ({self.n_kv_heads})"
             )
         for name, choices in _CHOICES.items():
             if getattr(self, name) not in choices:
-                raise ValueError(f"TransformerConfig.{name} must be one of {choices}, got {getattr(self, name)!r}")
+                raise ConfigError(f"TransformerConfig.{name} must be one of {choices}, got {getattr(self, name)!r:.80}")
         if self.positions == "rope" and self.head_dim % 2:
-            raise ValueError(f"rope needs an even head width, got d_model/n_heads = {self.head_dim}")
+            raise ConfigError(f"rope needs an even head width, got d_model/n_heads = {self.head_dim}")
         if self.positions == "sinusoidal" and self.d_model % 2:
-            raise ValueError(f"sinusoidal positions need an even d_model, got {self.d_model}")
+            raise ConfigError(f"sinusoidal positions need an even d_model, got {self.d_model}")
         for name in ("dropout", "attention_dropout", "activation_dropout"):
-            if getattr(self, name) is not None and not 0.0 <= getattr(self, name) < 1.0:
-                raise ValueError(f"TransformerConfig.{name} must be in [0, 1), got {getattr(self, name)!r}")
-        if self.eps <= 0:
-            raise ValueError(f"TransformerConfig.eps must be positive, got {self.eps!r}")
+            value = getattr(self, name)
+            if value is not None and not (isinstance(value, int | float) and 0.0 <= value < 1.0):
+                raise ConfigError(f"TransformerConfig.{name} must be in [0, 1), got {value!r:.80}")
+        if not isinstance(self.eps, int | float) or not math.isfinite(self.eps) or self.eps <= 0:
+            raise ConfigError(f"TransformerConfig.eps must be a positive finite number, got {self.eps!r:.80}")
         if isinstance(self.rope_theta, bool) or not isinstance(self.rope_theta, int | float) \
                 or not math.isfinite(self.rope_theta) or self.rope_theta <= 1:
             raise ConfigError(f"TransformerConfig.rope_theta must be a finite number > 1, got {self.rope_theta!r:.80}")
         if self.qkv_bias is not None and not isinstance(self.qkv_bias, bool):
             raise ConfigError(f"TransformerConfig.qkv_bias must be true, false or None, got {self.qkv_bias!r:.80}")
         if self.pad_id is not None and not 0 <= self.pad_id < self.vocab_size:
-            raise ValueError(
+            raise ConfigError(
                 f"TransformerConfig.pad_id {self.pad_id} is outside the vocabulary (0..{self.vocab_size - 1})"
             )
         object.__setattr__(self, "pruned_heads", self._checked_pruned_heads())
@@ -143,21 +154,21 @@ class TransformerConfig(DictConfig):
         if not self.pruned_heads:
             return None
         if not isinstance(self.pruned_heads, Mapping):
-            raise ValueError(f"TransformerConfig.pruned_heads must be a mapping of module -> heads, "
-                             f"got {self.pruned_heads!r}")
+            raise ConfigError(f"TransformerConfig.pruned_heads must be a mapping of module -> heads, "
+                              f"got {self.pruned_heads!r:.80}")
         if self.positions == "alibi":
-            raise ValueError("TransformerConfig.pruned_heads is not supported with ALiBi positions")
+            raise ConfigError("TransformerConfig.pruned_heads is not supported with ALiBi positions")
         layers = max(self.n_layers, self.decoder_layers)
         normalised: dict[str, tuple[int, ...]] = {}
         for key in sorted(self.pruned_heads):
             match = re.fullmatch(r"(encoder\.(\d+)\.self_attn|decoder\.(\d+)\.(self|cross)_attn)", str(key))
             if match is None or int(match.group(2) or match.group(3)) >= layers:
-                raise ValueError(f"TransformerConfig.pruned_heads key {key!r} must be encoder.L.self_attn, "
-                                 f"decoder.L.self_attn or decoder.L.cross_attn with L < {layers}")
+                raise ConfigError(f"TransformerConfig.pruned_heads key {key!r:.80} must be encoder.L.self_attn, "
+                                  f"decoder.L.self_attn or decoder.L.cross_attn with L < {layers}")
             heads = self.pruned_heads[key]
             if isinstance(heads, str | int) or not all(isinstance(h, int) and 0 <= h < self.n_heads for h in heads):
-                raise ValueError(f"TransformerConfig.pruned_heads[{key!r}] must list heads in 0..{self.n_heads - 1}, "
-                                 f"got {heads!r}")
+                raise ConfigError(f"TransformerConfig.pruned_heads[{key!r}] must list heads in 0..{self.n_heads - 1}, "
+                                  f"got {heads!r:.80}")
             if heads:
                 normalised[key] = tuple(sorted(set(heads)))
         return normalised or None
@@ -186,6 +197,20 @@ class TransformerConfig(DictConfig):
         return self.d_model // self.n_heads
 
     @property
+    def estimated_parameters(self) -> int:
+        """Parameters of the largest model this config builds (an ``EncoderDecoder`` when ``n_decoder_layers`` is
+        set), counted from the sizes alone before anything is allocated; within a few percent of the true count."""
+        d, heads = self.d_model, self.n_heads
+        kv_width = (self.n_kv_heads or heads) * (d // heads)
+        attention = 2 * d * d + 2 * d * kv_width + 2 * d + 2 * kv_width
+        feed_forward = (3 if self.activation == "swiglu" else 2) * d * self.feed_forward_width
+        layer = attention + feed_forward + 6 * d
+        decoder = 0 if self.n_decoder_layers is None else self.n_decoder_layers * (layer + attention)
+        table = d * self.max_length if self.positions == "learned" else 0  # the others compute positions on the fly
+        outputs = (0 if self.tie_embeddings else self.output_vocab_size * d) + (self.target_vocab_size or 0) * d
+        return self.vocab_size * d + table + self.n_layers * layer + decoder + outputs
+
+    @property
     def feed_forward_width(self) -> int:
         return self.d_ff or 4 * self.d_model
 
@@ -201,7 +226,7 @@ class TransformerConfig(DictConfig):
     def preset(cls, name: str, **overrides: Any) -> TransformerConfig:
         """A named size (``tiny``, ``small``, ``base``) with any field overridden."""
         if name not in PRESETS:
-            raise ValueError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}")
+            raise ConfigError(f"unknown preset {name!r:.80}; choose one of {sorted(PRESETS)}")
         return cls.from_dict({**PRESETS[name], **overrides})
 
     def replace(self, **changes: Any) -> TransformerConfig:
@@ -216,13 +241,13 @@ class TransformerConfig(DictConfig):
         try:
             values = json.loads(Path(path).read_text())
         except json.JSONDecodeError as error:
-            raise ValueError(f"{path}: line {error.lineno}: not valid JSON ({error.msg})") from error
+            raise ConfigError(f"{path}: line {error.lineno}: not valid JSON ({error.msg})") from error
         if not isinstance(values, dict):
-            raise ValueError(f"{path}: expected a JSON object of config fields, got {type(values).__name__}")
+            raise ConfigError(f"{path}: expected a JSON object of config fields, got {type(values).__name__}")
         try:
             return cls.from_dict(values)
         except (TypeError, ValueError) as error:
-            raise ValueError(f"{path}: {error}") from error
+            raise ConfigError(f"{path}: {error}") from error
 
 
 PRESETS: dict[str, dict[str, Any]] = {

@@ -5,6 +5,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, TypeVar
 
+from multihead.errors import ConfigError
+
 __all__ = ["DictConfig"]
 
 C = TypeVar("C", bound="DictConfig")
@@ -18,9 +20,9 @@ class DictConfig:
 
     @classmethod
     def from_dict(cls: type[C], values: dict[str, Any]) -> C:
-        """Build from a mapping; unknown keys are errors that name them."""
+        """Build from a mapping; unknown keys are errors (``ConfigError``) that name them."""
         known = {field.name for field in dataclasses.fields(cls)}  # type: ignore[arg-type]
-        unknown = sorted(set(values) - known)
+        unknown = sorted(str(key)[:80] for key in set(values) - known)
         if unknown:
-            raise ValueError(f"unknown {cls.__name__} keys {unknown}; known keys are {sorted(known)}")
+            raise ConfigError(f"unknown {cls.__name__} keys {unknown[:10]}; known keys are {sorted(known)}")
         return cls(**values)

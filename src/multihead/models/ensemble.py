@@ -14,6 +14,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from multihead.errors import ConfigError
 from multihead.models.config import TransformerConfig
 from multihead.models.heads import Pooling, SequenceClassifier
 
@@ -30,7 +31,7 @@ class ClassifierEnsemble(nn.Module):
     def __init__(self, config: TransformerConfig, *, n_classes: int, pooling: Pooling = "mean", size: int) -> None:
         super().__init__()
         if size < 1:
-            raise ValueError(f"an ensemble needs size >= 1 members, got {size}")
+            raise ConfigError(f"an ensemble needs size >= 1 members, got {size}")
         self.config, self.pooling = config, pooling
         self.members = nn.ModuleList(
             SequenceClassifier(config, n_classes=n_classes, pooling=pooling) for _ in range(size))

@@ -10,6 +10,7 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
+from multihead.errors import ConfigError
 from multihead.models.config import TransformerConfig
 from multihead.models.embedding import init_weights
 from multihead.models.encoder import Encoder
@@ -28,12 +29,12 @@ def pool(hidden: Tensor, mask: Tensor | None, how: Pooling) -> Tensor:
     keep = mask[..., None]  # (B, T, 1)
     if how == "mean":
         count = keep.sum(dim=1).clamp(min=1)  # (B, 1)
-        return (hidden * keep).sum(dim=1) / count
+        return hidden.masked_fill(~keep, 0.0).sum(dim=1) / count  # not hidden * keep: padding may hold NaN
     if how == "max":
         lowest = torch.finfo(hidden.dtype).min
         pooled = hidden.masked_fill(~keep, lowest).amax(dim=1)
         return pooled.masked_fill(~keep.any(dim=1), 0.0)
-    raise ValueError(f"pooling must be 'cls', 'mean' or 'max', got {how!r}")
+    raise ConfigError(f"pooling must be 'cls', 'mean' or 'max', got {how!r:.80}")
 
 
 class SequenceClassifier(nn.Module):
@@ -45,9 +46,9 @@ class SequenceClassifier(nn.Module):
     def __init__(self, config: TransformerConfig, *, n_classes: int, pooling: Pooling = "mean") -> None:
         super().__init__()
         if n_classes < 2:
-            raise ValueError(f"n_classes must be >= 2, got {n_classes}")
+            raise ConfigError(f"n_classes must be >= 2, got {n_classes}")
         if pooling not in ("cls", "mean", "max"):
-            raise ValueError(f"pooling must be 'cls', 'mean' or 'max', got {pooling!r}")
+            raise ConfigError(f"pooling must be 'cls', 'mean' or 'max', got {pooling!r:.80}")
         self.config, self.pooling = config, pooling
         self.encoder = Encoder(config)
         self.pooler = nn.Sequential(nn.Linear(config.d_model, config.d_model), nn.Tanh()) if config.pooler else None
@@ -73,7 +74,7 @@ class TokenClassifier(nn.Module):
     def __init__(self, config: TransformerConfig, *, n_labels: int) -> None:
         super().__init__()
         if n_labels < 2:
-            raise ValueError(f"n_labels must be >= 2, got {n_labels}")
+            raise ConfigError(f"n_labels must be >= 2, got {n_labels}")
         self.encoder = Encoder(config)
         self.dropout = nn.Dropout(config.dropout)
         self.classifier = nn.Linear(config.d_model, n_labels)

@@ -17,6 +17,8 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
+from multihead.errors import ConfigError
+from multihead.limits import check_sizes
 from multihead.models.config_dict import DictConfig
 
 __all__ = ["BiLSTMClassifier", "BiLSTMConfig"]
@@ -46,14 +48,15 @@ class BiLSTMConfig(DictConfig):
 
     def __post_init__(self) -> None:
         if self.vocab_size < 1:
-            raise ValueError(f"vocab_size must be >= 1, got {self.vocab_size}")
+            raise ConfigError(f"vocab_size must be >= 1, got {self.vocab_size}")
         if self.pad_id is not None and not 0 <= self.pad_id < self.vocab_size:
-            raise ValueError(f"pad_id must be in 0..{self.vocab_size - 1} or None, got {self.pad_id}")
+            raise ConfigError(f"pad_id must be in 0..{self.vocab_size - 1} or None, got {self.pad_id}")
         for name in ("d_embedding", "d_hidden", "n_layers"):
             if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
         if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+            raise ConfigError(f"dropout must be in [0, 1), got {self.dropout}")
+        check_sizes(self, where="BiLSTMConfig")
 
 
 class BiLSTMClassifier(nn.Module):
@@ -69,9 +72,9 @@ class BiLSTMClassifier(nn.Module):
     def __init__(self, config: BiLSTMConfig, *, n_classes: int, pooling: RnnPooling = "max") -> None:
         super().__init__()
         if n_classes < 2:
-            raise ValueError(f"n_classes must be >= 2, got {n_classes}")
+            raise ConfigError(f"n_classes must be >= 2, got {n_classes}")
         if pooling not in POOLINGS:
-            raise ValueError(f"pooling must be one of {POOLINGS} for a BiLSTM, got {pooling!r}")
+            raise ConfigError(f"pooling must be one of {POOLINGS} for a BiLSTM, got {pooling!r:.80}")
         self.config, self.pooling = config, pooling
         self.embedding = nn.Embedding(config.vocab_size, config.d_embedding, padding_idx=config.pad_id)
         self.lstm = nn.LSTM(config.d_embedding, config.d_hidden, num_layers=config.n_layers, batch_first=True,

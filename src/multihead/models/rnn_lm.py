@@ -17,6 +17,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from multihead.errors import ConfigError
+from multihead.limits import check_sizes
 from multihead.models.config_dict import DictConfig
 from multihead.models.recurrent_state import RecurrentState
 
@@ -52,11 +54,12 @@ class LSTMLMConfig(DictConfig):
         for name in ("vocab_size", "embedding_dim", "hidden_size", "n_layers", "max_length"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-                raise ValueError(f"LSTMLMConfig.{name} must be a positive integer, got {value!r}")
+                raise ConfigError(f"LSTMLMConfig.{name} must be a positive integer, got {value!r:.80}")
         if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"LSTMLMConfig.dropout must be in [0, 1), got {self.dropout!r}")
+            raise ConfigError(f"LSTMLMConfig.dropout must be in [0, 1), got {self.dropout!r:.80}")
         if self.pad_id is not None and not 0 <= self.pad_id < self.vocab_size:
-            raise ValueError(f"LSTMLMConfig.pad_id {self.pad_id} is outside the vocabulary (0..{self.vocab_size - 1})")
+            raise ConfigError(f"LSTMLMConfig.pad_id {self.pad_id} is outside the vocabulary (0..{self.vocab_size - 1})")
+        check_sizes(self, where="LSTMLMConfig")
 
     @property
     def output_vocab_size(self) -> int:

@@ -25,6 +25,8 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
+from multihead.errors import ConfigError
+from multihead.limits import check_sizes
 from multihead.models.additive_attention import AdditiveAttention
 from multihead.models.config_dict import DictConfig
 from multihead.models.recurrent_state import RecurrentState
@@ -67,19 +69,20 @@ class RNNSeq2SeqConfig(DictConfig):
         for name in ("vocab_size", "embedding_dim", "hidden_size", "encoder_layers", "decoder_layers", "attention_dim"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-                raise ValueError(f"RNNSeq2SeqConfig.{name} must be a positive integer, got {value!r}")
+                raise ConfigError(f"RNNSeq2SeqConfig.{name} must be a positive integer, got {value!r:.80}")
         if self.target_vocab_size is not None and (
             not isinstance(self.target_vocab_size, int) or self.target_vocab_size <= 0
         ):
-            raise ValueError(f"RNNSeq2SeqConfig.target_vocab_size must be a positive integer or None, "
-                             f"got {self.target_vocab_size!r}")
+            raise ConfigError(f"RNNSeq2SeqConfig.target_vocab_size must be a positive integer or None, "
+                              f"got {self.target_vocab_size!r:.80}")
         if self.cell not in CELLS:
-            raise ValueError(f"RNNSeq2SeqConfig.cell must be one of {CELLS}, got {self.cell!r}")
+            raise ConfigError(f"RNNSeq2SeqConfig.cell must be one of {CELLS}, got {self.cell!r:.80}")
         if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"RNNSeq2SeqConfig.dropout must be in [0, 1), got {self.dropout!r}")
+            raise ConfigError(f"RNNSeq2SeqConfig.dropout must be in [0, 1), got {self.dropout!r:.80}")
         if self.pad_id is not None and not 0 <= self.pad_id < self.vocab_size:
-            raise ValueError(f"RNNSeq2SeqConfig.pad_id {self.pad_id} is outside the vocabulary "
-                             f"(0..{self.vocab_size - 1})")
+            raise ConfigError(f"RNNSeq2SeqConfig.pad_id {self.pad_id} is outside the vocabulary "
+                              f"(0..{self.vocab_size - 1})")
+        check_sizes(self, where="RNNSeq2SeqConfig")
 
     @property
     def output_vocab_size(self) -> int:

@@ -21,6 +21,7 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
+from multihead.errors import ConfigError
 from multihead.masks import key_padding_to_attention
 from multihead.models.config import TransformerConfig
 from multihead.models.embedding import default_position_ids, init_weights
@@ -90,11 +91,11 @@ class SentenceScorer(nn.Module):
     def __init__(self, config: TransformerConfig, *, design: Design = "flat", segment_embeddings: bool = False) -> None:
         super().__init__()
         if design not in DESIGNS:
-            raise ValueError(f"design must be one of {DESIGNS}, got {design!r}")
+            raise ConfigError(f"design must be one of {DESIGNS}, got {design!r:.80}")
         if not isinstance(segment_embeddings, bool):
-            raise ValueError(f"segment_embeddings must be True or False, got {segment_embeddings!r}")
+            raise ConfigError(f"segment_embeddings must be True or False, got {segment_embeddings!r:.80}")
         if segment_embeddings and design != "flat":
-            raise ValueError("segment_embeddings apply to the 'flat' design only (hierarchical has no token layers)")
+            raise ConfigError("segment_embeddings apply to the 'flat' design only (hierarchical has no token layers)")
         self.config, self.design = config, design
         self.encoder = Encoder(config)
         self.segments = nn.Embedding(2, config.d_model) if segment_embeddings else None

@@ -17,6 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from multihead.errors import ConfigError
+from multihead.limits import check_sizes
 from multihead.models.config_dict import DictConfig
 
 __all__ = ["TextCNN", "TextCNNConfig"]
@@ -46,16 +48,17 @@ class TextCNNConfig(DictConfig):
     def __post_init__(self) -> None:
         object.__setattr__(self, "widths", tuple(self.widths))
         if self.vocab_size < 1:
-            raise ValueError(f"vocab_size must be >= 1, got {self.vocab_size}")
+            raise ConfigError(f"vocab_size must be >= 1, got {self.vocab_size}")
         if self.pad_id is not None and not 0 <= self.pad_id < self.vocab_size:
-            raise ValueError(f"pad_id must be in 0..{self.vocab_size - 1} or None, got {self.pad_id}")
+            raise ConfigError(f"pad_id must be in 0..{self.vocab_size - 1} or None, got {self.pad_id}")
         if self.d_embedding < 1 or self.n_filters < 1:
-            raise ValueError(f"d_embedding and n_filters must be >= 1, got {self.d_embedding} and {self.n_filters}")
+            raise ConfigError(f"d_embedding and n_filters must be >= 1, got {self.d_embedding} and {self.n_filters}")
         if not self.widths or any(not isinstance(w, int) or w < 1 for w in self.widths):
-            raise ValueError(f"widths must be a non-empty list of positive integers, got {self.widths!r}")
+            raise ConfigError(f"widths must be a non-empty list of positive integers, got {self.widths!r:.80}")
         for name in ("dropout", "embedding_dropout"):
             if not 0.0 <= getattr(self, name) < 1.0:
-                raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)}")
+                raise ConfigError(f"{name} must be in [0, 1), got {getattr(self, name)}")
+        check_sizes(self, where="TextCNNConfig")
 
 
 class TextCNN(nn.Module):
@@ -66,7 +69,7 @@ class TextCNN(nn.Module):
     def __init__(self, config: TextCNNConfig, *, n_classes: int) -> None:
         super().__init__()
         if n_classes < 2:
-            raise ValueError(f"n_classes must be >= 2, got {n_classes}")
+            raise ConfigError(f"n_classes must be >= 2, got {n_classes}")
         self.config = config
         self.embedding = nn.Embedding(config.vocab_size, config.d_embedding, padding_idx=config.pad_id)
         nn.init.uniform_(self.embedding.weight, -0.25, 0.25)  # Kim's range for random vectors

@@ -27,7 +27,8 @@ from multihead.data import (
     sentence_polarity,
     stratified_split,
 )
-from multihead.errors import ConfigError
+from multihead.data.errors import DataError
+from multihead.errors import CheckpointError, ConfigError
 from multihead.experiment import MODEL_EXTRAS, ExperimentConfig
 from multihead.metrics import classification_report
 from multihead.model_dir import load_model_dir, write_model_files
@@ -131,6 +132,7 @@ class ClassificationResult:
     seconds: float
     skipped_rows: int
     interrupted: bool = False
+    notes: tuple[str, ...] = ()
 
 
 def load_splits(config: ExperimentConfig, *, report: ReadReport | None = None) -> dict[str, list[Example]]:
@@ -147,10 +149,10 @@ def load_splits(config: ExperimentConfig, *, report: ReadReport | None = None) -
                                       label_field=data.label_field, encoding=data.encoding, on_error=on_error,
                                       report=report))
         if not examples:
-            raise ValueError(f"{path}: no examples found")
+            raise DataError(f"{path}: no examples found")
         missing = next((e for e in examples if e.label is None), None)
         if missing is not None:
-            raise ValueError(f"{missing.source}: no label (expected a {data.label_field!r} column or key)")
+            raise DataError(f"{missing.source}: no label (expected a {data.label_field!r:.80} column or key)")
         return examples
 
     assert data.train is not None
@@ -195,8 +197,8 @@ def self_pretrain(config: ExperimentConfig, tokenizer: Tokenizer, sequences: Seq
 
     mask_id = tokenizer.token_to_id(MASK_TOKEN)
     if mask_id is None:
-        raise ValueError(f"pretraining needs a {MASK_TOKEN} token; the tokenizer "
-                         f"{config.tokenizer.path or ''} has none (train one with pretraining.steps set)")
+        raise ConfigError(f"pretraining needs a {MASK_TOKEN} token; the tokenizer "
+                          f"{config.tokenizer.path or ''} has none (train one with pretraining.steps set)")
     protected = [i for i in (tokenizer.pad_id, tokenizer.cls_id, tokenizer.sep_id, tokenizer.bos_id,
                              tokenizer.eos_id) if i is not None]
     return pretrain_encoder(config.model_config(vocab_size=tokenizer.vocab_size, pad_id=tokenizer.pad_id),
@@ -216,16 +218,16 @@ def build_classifier(config: ExperimentConfig, *, vocab_size: int, pad_id: int |
     """The classifier ``config.model`` describes (Transformer, TextCNN or BiLSTM), freshly initialised."""
     architecture = config.architecture
     if architecture not in CLASSIFIERS:
-        raise ValueError(f"task classification: model.architecture must be one of {sorted(CLASSIFIERS)}, "
-                         f"got {architecture!r}")
+        raise ConfigError(f"task classification: model.architecture must be one of {sorted(CLASSIFIERS)}, "
+                          f"got {architecture!r:.80}")
     if architecture != "transformer" and (config.pretraining.steps or config.model.get("init_from")):
-        raise ValueError(f"pretraining.steps and model.init_from need a Transformer, not {architecture!r}")
+        raise ConfigError(f"pretraining.steps and model.init_from need a Transformer, not {architecture!r:.80}")
     model_config = config.model_config(vocab_size=vocab_size, pad_id=pad_id)
     if architecture == "transformer":
         return SequenceClassifier(model_config, n_classes=n_classes, pooling=config.model.get("pooling", "mean"))
     if architecture == "textcnn":
         if "pooling" in config.model:
-            raise ValueError("model.pooling does not apply to textcnn (it always pools max over time); remove it")
+            raise ConfigError("model.pooling does not apply to textcnn (it always pools max over time); remove it")
         return TextCNN(model_config, n_classes=n_classes)
     return BiLSTMClassifier(model_config, n_classes=n_classes, pooling=config.model.get("pooling", "max"))
 
@@ -253,7 +255,7 @@ def train_classifier(
     else:
         tokenizer = build_tokenizer(config, [e.text for e in splits["train"]])
     if tokenizer.pad_id is None:
-        raise ValueError("the tokenizer has no padding token ([PAD] or <pad>)")
+        raise ConfigError("the tokenizer has no padding token ([PAD] or <pad>)")
     labels = LabelVocab.from_labels(e.label or "" for e in splits["train"])
     encoded = {name: encode_split(examples, tokenizer=tokenizer, labels=labels, max_length=config.data.max_length)
                for name, examples in splits.items()}
@@ -262,7 +264,7 @@ def train_classifier(
         from multihead.interop import classifier_from_pretrained
 
         if config.pretraining.steps:
-            raise ValueError("model.init_from and pretraining.steps exclude each other; set one of them")
+            raise ConfigError("model.init_from and pretraining.steps exclude each other; set one of them")
         model = classifier_from_pretrained(
             config.model["init_from"], n_classes=len(labels), pooling=config.model.get("pooling", "mean"),
             overrides={key: value for key, value in config.model.items() if key not in MODEL_EXTRAS})
@@ -353,7 +355,7 @@ def predict(model_dir: str | Path, texts: Sequence[str], *, batch_size: int = 64
     """The most likely label and every label's probability for each text."""
     loaded = load_model_dir(model_dir)
     if loaded.tokenizer is None or loaded.labels is None:
-        raise ValueError(f"{model_dir}: a classifier directory needs tokenizer.json and labels.json")
+        raise CheckpointError(f"{model_dir}: a classifier directory needs tokenizer.json and labels.json")
     ids = loaded.tokenizer.encode_batch(list(texts), max_length=_saved_max_length(loaded.config))
     predictions: list[Prediction] = []
     with torch.no_grad():

@@ -4,7 +4,9 @@ Each member is an ordinary classification run (``OUTPUT_DIR/members/<i>/``, seed
 picks its best step on validation and never sees the test split. The ensemble of their best checkpoints is
 scored on validation, saved as ``OUTPUT_DIR/best`` (a ``ClassifierEnsemble`` that ``predict``/``eval`` load like
 any classifier), and then, once, on test. A finished member leaves ``done.json``; ``resume`` skips finished
-members and continues the interrupted one.
+members and continues the interrupted one. ``OUTPUT_DIR/metrics.jsonl`` sums the run up: one line a finished
+member (its seed, validation score and best step), then one for the ensemble; each member's own ``last/`` and
+``metrics.jsonl`` stay in its folder.
 """
 
 from __future__ import annotations
@@ -18,7 +20,8 @@ from typing import Any
 
 import torch
 
-from multihead.atomic import atomic_directory, write_json_atomic
+from multihead.atomic import atomic_directory, write_json_atomic, write_text_atomic
+from multihead.errors import CheckpointError
 from multihead.experiment import ExperimentConfig
 from multihead.model_dir import load_model_dir, write_model_files
 from multihead.models.ensemble import ClassifierEnsemble
@@ -66,14 +69,16 @@ def train_ensemble(config: ExperimentConfig, *, resume: bool = False, log: Calla
         log(f"member {index + 1}/{size} (seed {member.training.seed}) -> {member_dir}")
         result = train_classifier(member, resume=resume and (member_dir / "last").is_dir(), log=log,
                                   report_test=False)
-        if result.best_validation is None:  # interrupted before its first evaluation
-            raise RuntimeError(f"member {index} stopped before its first evaluation; run again with --resume")
+        if result.interrupted:
+            note = (f"ensemble: member {index + 1}/{size} was interrupted; its state is in {member_dir / 'last'} "
+                    "(run again with --resume to finish the ensemble)")
+            _write_summary(output_dir, member_scores, None)
+            return dataclasses.replace(result, output_dir=output_dir, test_report=None, notes=(note,),
+                                       seconds=time.perf_counter() - started)
+        if result.best_validation is None:
+            raise RuntimeError(f"member {index} finished without a validation score")  # the trainer always scores
         scores = {"seed": member.training.seed, "validation": result.best_validation, "best_step": result.best_step,
                   "seconds": result.seconds}
-        if result.interrupted:
-            log(f"member {index + 1}/{size} was interrupted; run again with --resume to finish the ensemble")
-            return dataclasses.replace(result, output_dir=output_dir, test_report=None,
-                                       seconds=time.perf_counter() - started)
         write_json_atomic(done, scores)
         member_scores.append(scores)
 
@@ -83,7 +88,7 @@ def train_ensemble(config: ExperimentConfig, *, resume: bool = False, log: Calla
     for loaded, directory in zip(members, member_dirs, strict=True):
         same_tokenizer = (directory / "tokenizer.json").read_bytes() == (member_dirs[0] / "tokenizer.json").read_bytes()
         if not same_tokenizer or loaded.labels.names != first.labels.names:
-            raise ValueError(f"{directory}: another tokenizer or label set than {member_dirs[0]}")
+            raise CheckpointError(f"{directory}: another tokenizer or label set than {member_dirs[0]}")
     ensemble = ClassifierEnsemble.from_members([loaded.model for loaded in members]).eval()
     splits = load_splits(config)
     max_length, batch_size = config.data.max_length, 2 * config.training.batch_size
@@ -103,6 +108,19 @@ def train_ensemble(config: ExperimentConfig, *, resume: bool = False, log: Calla
     if "test" in encoded and report_test:
         test_report = evaluate_encoded(output_dir / "best", encoded["test"], batch_size=batch_size)
         write_json_atomic(output_dir / "test_metrics.json", test_report)
+    _write_summary(output_dir, member_scores, validation)
+    steps = ", ".join(f"{scores['validation']:.4f} at step {scores['best_step']}" for scores in member_scores)
+    note = (f"ensemble of {size} classifiers (members' best validation {config.training.metric}: {steps}); each "
+            f"member's last/ and metrics.jsonl are in {output_dir / 'members'}/<i>/")
     return ClassificationResult(output_dir=output_dir, best_validation=validation[config.training.metric],
                                 best_step=None, test_report=test_report, seconds=time.perf_counter() - started,
-                                skipped_rows=0)
+                                skipped_rows=0, notes=(note,))
+
+
+def _write_summary(output_dir: Path, member_scores: list[dict[str, Any]], validation: dict[str, Any] | None) -> None:
+    """``OUTPUT_DIR/metrics.jsonl``: a line a finished member, then the ensemble's validation scores (when known)."""
+    lines = [{"member": index, **scores, "output_dir": str(output_dir / "members" / str(index))}
+             for index, scores in enumerate(member_scores)]
+    if validation is not None:
+        lines.append({"ensemble": len(member_scores), "validation": validation})
+    write_text_atomic(output_dir / "metrics.jsonl", "".join(json.dumps(line) + "\n" for line in lines))

@@ -30,6 +30,7 @@ from multihead.data.summaries import (
     split_sentences,
     summary_labels,
 )
+from multihead.errors import CheckpointError, ConfigError
 from multihead.experiment import ExperimentConfig
 from multihead.model_dir import load_model_dir, write_model_files
 from multihead.models import SentenceScorer, top_k_in_order
@@ -103,9 +104,9 @@ def encode_articles(articles: Sequence[Sequence[str]], *, tokenizer: Tokenizer, 
     sentences.
     """
     if tokenizer.cls_id is None or tokenizer.sep_id is None:
-        raise ValueError("the tokenizer needs [CLS] and [SEP] tokens to mark sentences")
+        raise ConfigError("the tokenizer needs [CLS] and [SEP] tokens to mark sentences")
     if max_length < 2:
-        raise ValueError(f"max_length must be >= 2, got {max_length}")
+        raise ConfigError(f"max_length must be >= 2, got {max_length}")
     flat = tokenizer.encode_batch([s for article in articles for s in article], max_length=MAX_SENTENCE_TOKENS)
     encoded = EncodedArticles([], [], [], [])
     offset = 0
@@ -203,9 +204,9 @@ def load_articles(config: ExperimentConfig) -> dict[str, list[Article]]:
     if data.dataset == "bbc-news-summary":
         return bbc_news_summary()
     if data.dataset is not None or data.train is None or data.validation is None:
-        raise ValueError(f"extractive summarisation reads data.dataset 'bbc-news-summary' or data.train and "
-                         f"data.validation files in its JSON lines format, got dataset {data.dataset!r}, "
-                         f"train {data.train!r}, validation {data.validation!r}")
+        raise ConfigError(f"extractive summarisation reads data.dataset 'bbc-news-summary' or data.train and "
+                          f"data.validation files in its JSON lines format, got dataset {data.dataset!r:.80}, "
+                          f"train {data.train!r:.80}, validation {data.validation!r:.80}")
     files = {"train": data.train, "validation": data.validation, "test": data.test}
     return {name: read_summary_file(path) for name, path in files.items() if path}
 
@@ -284,11 +285,11 @@ def train_extractive(config: ExperimentConfig, *, resume: bool = False, log: Cal
     else:
         tokenizer = build_tokenizer(config, [s for article in splits["train"] for s in article.sentences])
     if tokenizer.pad_id is None:
-        raise ValueError("the tokenizer has no padding token ([PAD] or <pad>)")
+        raise ConfigError("the tokenizer has no padding token ([PAD] or <pad>)")
     model_config = config.model_config(vocab_size=tokenizer.vocab_size, pad_id=tokenizer.pad_id)
     if design == "flat" and model_config.positions == "learned" and model_config.max_length < data.max_length:
-        raise ValueError(f"model.max_length ({model_config.max_length}) must be >= data.max_length "
-                         f"({data.max_length}) for learned positions")
+        raise ConfigError(f"model.max_length ({model_config.max_length}) must be >= data.max_length "
+                          f"({data.max_length}) for learned positions")
     train_ratio = sum(len(a.summary_sentences) / len(a.sentences) for a in splits["train"]) / len(splits["train"])
     settings = {"max_length": data.max_length, "max_sentences": model_config.max_length if design != "flat" else None,
                 "reference_ratio": round(train_ratio, 2)}
@@ -344,8 +345,9 @@ def _load(model_dir: str | Path) -> tuple[nn.Module, Tokenizer, dict[str, Any]]:
     loaded = load_model_dir(model_dir)
     settings = loaded.config.get("extractive")
     if not isinstance(loaded.model, SentenceScorer) or loaded.tokenizer is None or not isinstance(settings, dict):
-        raise ValueError(f"{model_dir}: not an extractive summariser (expected a SentenceScorer with tokenizer.json "
-                         f"and an \"extractive\" section in config.json, got {loaded.config.get('architecture')!r})")
+        raise CheckpointError(f"{model_dir}: not an extractive summariser (expected a SentenceScorer with "
+                              f"tokenizer.json and an \"extractive\" section in config.json, got "
+                              f"{loaded.config.get('architecture')!r:.80})")
     return loaded.model, loaded.tokenizer, settings
 
 
@@ -359,7 +361,7 @@ def summarize_extractive(model_dir: str | Path, articles: Sequence[str] | Sequen
         k: sentences per summary; None: the rule chosen on validation (saved in ``config.json``).
     """
     if k is not None and (isinstance(k, bool) or not isinstance(k, int) or k < 1):
-        raise ValueError(f"k must be a positive integer or None, got {k!r}")
+        raise ConfigError(f"k must be a positive integer or None, got {k!r:.80}")
     model, tokenizer, settings = _load(model_dir)
     rule = {"k": k} if k is not None else settings["selection"]
     sentences = [split_sentences(a) if isinstance(a, str) else [str(s) for s in a] for a in articles]
@@ -381,7 +383,7 @@ def evaluate_extractive(model_dir: str | Path, split: str = "test", *,
     model, tokenizer, settings = _load(model_dir)
     splits = bbc_news_summary(root)
     if split not in splits:
-        raise ValueError(f"split must be one of {sorted(splits)}, got {split!r}")
+        raise ConfigError(f"split must be one of {sorted(splits)}, got {split!r:.80}")
     articles = splits[split]
     encoded = encode_articles([a.sentences for a in articles], tokenizer=tokenizer, max_length=settings["max_length"],
                               max_sentences=settings.get("max_sentences"))

@@ -15,6 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from multihead.errors import CheckpointError, ConfigError
 from multihead.inspect.pruning_report import HeadStudy
 from multihead.tasks.builtin import saved_fields
 
@@ -32,7 +33,7 @@ def classifier_study(model_dir: Path, *, splits: list[str], data: str | None = N
 
     loaded = load_model_dir(model_dir)
     if loaded.tokenizer is None or loaded.labels is None:
-        raise ValueError(f"{model_dir}: a classifier directory needs tokenizer.json and labels.json")
+        raise CheckpointError(f"{model_dir}: a classifier directory needs tokenizer.json and labels.json")
     max_length = int(loaded.config.get("experiment", {}).get("data", {}).get("max_length", 512))
     encoded, saved = {}, saved_fields(model_dir)
     for split in splits:
@@ -84,7 +85,7 @@ def translation_study(model_dir: Path, *, splits: list[str], data: str | None = 
     for split in splits:
         if split == "data":
             if references is None:
-                raise ValueError("a translation model is scored on DATA against --references FILE (line-aligned)")
+                raise ConfigError("a translation model is scored on DATA against --references FILE (line-aligned)")
             chosen = list(read_parallel(str(data), references))
         else:
             chosen = recorded_split(loaded.config, split, load_pairs, where=model_dir)

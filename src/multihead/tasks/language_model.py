@@ -17,7 +17,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from multihead.data import DataError, tinyshakespeare
+from multihead.data import tinyshakespeare
+from multihead.data.text_file import read_text_file
+from multihead.errors import ConfigError
 from multihead.experiment import ExperimentConfig
 from multihead.model_dir import write_model_files
 from multihead.models import DecoderLM, TransformerConfig
@@ -66,8 +68,8 @@ class RandomWindows:
 
     def __init__(self, n_tokens: int, *, length: int, batch_size: int, steps_per_epoch: int, seed: int) -> None:
         if n_tokens <= length + 1:
-            raise ValueError(f"the training text has {n_tokens} tokens, fewer than a window of {length + 1}; "
-                             "lower model.max_length or give more text")
+            raise ConfigError(f"the training text has {n_tokens} tokens, fewer than a window of {length + 1}; "
+                              "lower model.max_length or give more text")
         self.n_offsets = n_tokens - length - 1
         self.batch_size, self.steps, self.seed = batch_size, steps_per_epoch, seed
 
@@ -119,8 +121,8 @@ def load_texts(config: ExperimentConfig) -> dict[str, str]:
     if data.dataset == "tinyshakespeare":
         return tinyshakespeare()
     if data.dataset is not None:
-        raise ValueError(f"data.dataset {data.dataset!r} is not plain text; for language-model use "
-                         "tinyshakespeare or data.train (a text file)")
+        raise ConfigError(f"data.dataset {data.dataset!r:.80} is not plain text; for language-model use "
+                          "tinyshakespeare or data.train (a text file)")
     assert data.train is not None
     texts = {"train": read_text(data.train, data.encoding)}
     if data.validation:
@@ -132,13 +134,9 @@ def load_texts(config: ExperimentConfig) -> dict[str, str]:
 
 
 def read_text(path: str, encoding: str = "utf-8") -> str:
-    """A whole text file; errors name the file (and the byte that is not valid ``encoding``)."""
-    try:
-        return Path(path).read_text(encoding=encoding)
-    except FileNotFoundError:
-        raise FileNotFoundError(f"{path}: no such file; expected a plain text file") from None
-    except UnicodeDecodeError as error:
-        raise DataError(f"not valid {encoding} ({error.reason} at byte {error.start})", path=path) from None
+    """A whole regular text file (not a FIFO or a device), at most :data:`multihead.limits.MAX_TEXT_BYTES`;
+    errors name the file (and the line of a byte that is not valid ``encoding``)."""
+    return read_text_file(path, encoding=encoding)
 
 
 def encode_stream(tokenizer: Tokenizer, text: str) -> TokenStream:
@@ -159,8 +157,8 @@ def build_language_model(model_config: TransformerConfig | LSTMLMConfig) -> Deco
         return LSTMLanguageModel(model_config)
     if isinstance(model_config, TransformerConfig):
         return DecoderLM(model_config)
-    raise ValueError(f"a {type(model_config).__name__} does not describe a language model; "
-                     f"model.architecture must be one of {LM_ARCHITECTURES}")
+    raise ConfigError(f"a {type(model_config).__name__} does not describe a language model; "
+                      f"model.architecture must be one of {LM_ARCHITECTURES}")
 
 
 def train_language_model(
@@ -169,8 +167,8 @@ def train_language_model(
     """Train a ``DecoderLM`` (or, with ``model.architecture: lstm-lm``, an ``LSTMLanguageModel``) on windows of
     ``model.max_length`` tokens; keep the best validation loss in ``best/``."""
     if config.architecture not in LM_ARCHITECTURES:
-        raise ValueError(f"model.architecture {config.architecture!r} cannot be trained for {config.task}; "
-                         f"expected one of {LM_ARCHITECTURES}")
+        raise ConfigError(f"model.architecture {config.architecture!r:.80} cannot be trained for {config.task}; "
+                          f"expected one of {LM_ARCHITECTURES}")
     started = time.perf_counter()
     output_dir = Path(config.output_dir)
     texts = load_texts(config)

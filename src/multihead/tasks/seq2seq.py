@@ -17,7 +17,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from multihead.data import BucketBatchSampler, Example, ReadReport, multi30k, pad_batch, read_examples, read_parallel
+from multihead.data.errors import DataError
 from multihead.data.splits import split_by_fraction
+from multihead.errors import ConfigError
 from multihead.experiment import ExperimentConfig
 from multihead.model_dir import write_model_files
 from multihead.models import EncoderDecoder, TransformerConfig
@@ -107,22 +109,23 @@ def load_pairs(config: ExperimentConfig, *, report: ReadReport | None = None) ->
         return {split: [Example(" ".join(a.sentences), " ".join(a.summary_sentences), a.source) for a in articles]
                 for split, articles in bbc_news_summary().items()}
     if data.dataset is not None:
-        raise ValueError(f"data.dataset {data.dataset!r} is not parallel text; for {config.task} use multi30k, "
-                         "bbc-news-summary or data.train (+ data.train_target)")
+        raise ConfigError(f"data.dataset {data.dataset!r:.80} is not parallel text; for {config.task} use multi30k, "
+                          "bbc-news-summary or data.train (+ data.train_target)")
     on_error = "skip" if data.skip_bad_rows else "raise"
 
     def read(path: str, target_path: str | None) -> list[Example]:
         if target_path:
             pairs = list(read_parallel(path, target_path, encoding=data.encoding, on_error=on_error, report=report))
         else:
-            pairs = list(read_examples(path, text_field=data.source_field, label_field=data.target_field,
-                                       encoding=data.encoding, on_error=on_error, report=report))
+            pairs = list(read_examples(path, format=data.format, text_field=data.source_field,
+                                       label_field=data.target_field, encoding=data.encoding, on_error=on_error,
+                                       report=report))
         if not pairs:
-            raise ValueError(f"{path}: no sentence pairs found")
+            raise DataError(f"{path}: no sentence pairs found")
         missing = next((pair for pair in pairs if not pair.label), None)
         if missing is not None:
-            raise ValueError(f"{missing.source}: no target (expected a {data.target_field!r} column or key, "
-                             "or data.train_target naming a line-aligned file)")
+            raise DataError(f"{missing.source}: no target (expected a {data.target_field!r:.80} column or key, "
+                            "or data.train_target naming a line-aligned file)")
         return pairs
 
     assert data.train is not None
@@ -153,8 +156,8 @@ def encode_pairs(pairs: Sequence[Example], *, source_tokenizer: Tokenizer, targe
 def _special(tokenizer: Tokenizer, role: str) -> int:
     token_id = getattr(tokenizer, f"{role}_id")
     if token_id is None:
-        raise ValueError(f"the tokenizer has no {role.upper()} token; sequence-to-sequence tasks need "
-                         "[PAD], [BOS] and [EOS] (the default special tokens)")
+        raise ConfigError(f"the tokenizer has no {role.upper()} token; sequence-to-sequence tasks need "
+                          "[PAD], [BOS] and [EOS] (the default special tokens)")
     return token_id
 
 
@@ -182,8 +185,8 @@ def build_seq2seq_model(model_config: TransformerConfig | RNNSeq2SeqConfig) -> E
         return RNNEncoderDecoder(model_config)
     if isinstance(model_config, TransformerConfig):
         return EncoderDecoder(model_config)
-    raise ValueError(f"a {type(model_config).__name__} does not describe a sequence-to-sequence model; "
-                     f"model.architecture must be one of {SEQ2SEQ_ARCHITECTURES}")
+    raise ConfigError(f"a {type(model_config).__name__} does not describe a sequence-to-sequence model; "
+                      f"model.architecture must be one of {SEQ2SEQ_ARCHITECTURES}")
 
 
 def train_seq2seq(
@@ -192,8 +195,8 @@ def train_seq2seq(
     """Train an ``EncoderDecoder`` (or, with ``model.architecture: rnn-attention``, an ``RNNEncoderDecoder``) on
     ``train`` pairs, keep the step with the best validation loss in ``best/``."""
     if config.architecture not in SEQ2SEQ_ARCHITECTURES:
-        raise ValueError(f"model.architecture {config.architecture!r} cannot be trained for {config.task}; "
-                         f"expected one of {SEQ2SEQ_ARCHITECTURES}")
+        raise ConfigError(f"model.architecture {config.architecture!r:.80} cannot be trained for {config.task}; "
+                          f"expected one of {SEQ2SEQ_ARCHITECTURES}")
     started = time.perf_counter()
     output_dir = Path(config.output_dir)
     report = ReadReport()
@@ -211,7 +214,7 @@ def train_seq2seq(
     shared = source_tokenizer is target_tokenizer
     pad_id = _special(source_tokenizer, "pad")
     if target_tokenizer.pad_id != pad_id:
-        raise ValueError("the source and target tokenizers must share the padding id")
+        raise ConfigError("the source and target tokenizers must share the padding id")
     encoded = {name: encode_pairs(pairs, source_tokenizer=source_tokenizer, target_tokenizer=target_tokenizer,
                                   max_source_length=config.data.max_length,
                                   max_target_length=config.data.max_target_length)

@@ -10,6 +10,7 @@ from typing import Any
 
 import torch
 
+from multihead.errors import CheckpointError
 from multihead.experiment import recorded_split
 from multihead.generation import GenerationConfig, generate, stream
 from multihead.generation.state import ENCODER_DECODERS
@@ -80,10 +81,10 @@ def load_seq2seq(model_dir: str | Path) -> Seq2SeqModel:
     """Load a model directory written by ``train_seq2seq`` (or any ``EncoderDecoder`` with a tokenizer)."""
     loaded = load_model_dir(model_dir)
     if not isinstance(loaded.model, ENCODER_DECODERS):
-        raise ValueError(f"{model_dir}: holds a {type(loaded.model).__name__}, expected an EncoderDecoder "
-                         "(a translation or summarisation model)")
+        raise CheckpointError(f"{model_dir}: holds a {type(loaded.model).__name__}, expected an EncoderDecoder "
+                              "(a translation or summarisation model)")
     if loaded.tokenizer is None:
-        raise ValueError(f"{model_dir}: no tokenizer.json; expected the tokenizer the model was trained with")
+        raise CheckpointError(f"{model_dir}: no tokenizer.json; expected the tokenizer the model was trained with")
     target_file = Path(model_dir) / "target_tokenizer.json"
     target = Tokenizer.load(target_file) if target_file.is_file() else loaded.tokenizer
     return Seq2SeqModel(model=loaded.model, source_tokenizer=loaded.tokenizer, target_tokenizer=target,

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
+from multihead.errors import ConfigError
 from multihead.training.schedules import SCHEDULES
 
 __all__ = ["PRECISIONS", "TrainingConfig"]
 
 PRECISIONS = ("fp32", "bf16", "fp16")
+_NUMBERS = ("max_minutes", "lr", "weight_decay", "layer_decay", "min_lr_ratio", "clip_norm", "ema_decay",
+            "label_smoothing")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -71,37 +75,45 @@ class TrainingConfig:
         for name in ("steps", "batch_size", "accumulation", "eval_every", "log_every"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-                raise ValueError(f"training.{name} must be a positive integer, got {value!r}")
+                raise ConfigError(f"training.{name} must be a positive integer, got {value!r:.80}")
+        for name in _NUMBERS:  # NaN and infinity pass every comparison below, and would train to nonsense
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)
+                                      or not math.isfinite(value)):
+                raise ConfigError(f"training.{name} must be a finite number, got {value!r:.80}")
+        if not isinstance(self.betas, tuple | list) or not all(
+                isinstance(beta, int | float) and math.isfinite(beta) for beta in self.betas):
+            raise ConfigError(f"training.betas must be two finite numbers, got {self.betas!r:.80}")
         if self.max_minutes is not None and self.max_minutes <= 0:
-            raise ValueError(f"training.max_minutes must be positive or null, got {self.max_minutes}")
+            raise ConfigError(f"training.max_minutes must be positive or null, got {self.max_minutes}")
         if self.batch_size % self.accumulation:
-            raise ValueError(
+            raise ConfigError(
                 f"training.batch_size ({self.batch_size}) must be divisible by "
                 f"training.accumulation ({self.accumulation})"
             )
         if self.lr <= 0 or self.weight_decay < 0:
-            raise ValueError(f"training.lr must be > 0 and weight_decay >= 0, got {self.lr} and {self.weight_decay}")
+            raise ConfigError(f"training.lr must be > 0 and weight_decay >= 0, got {self.lr} and {self.weight_decay}")
         if len(self.betas) != 2 or not all(0.0 <= beta < 1.0 for beta in self.betas):
-            raise ValueError(f"training.betas must be two numbers in [0, 1), got {self.betas!r}")
+            raise ConfigError(f"training.betas must be two numbers in [0, 1), got {self.betas!r:.80}")
         if self.schedule not in SCHEDULES:
-            raise ValueError(f"training.schedule must be one of {SCHEDULES}, got {self.schedule!r}")
+            raise ConfigError(f"training.schedule must be one of {SCHEDULES}, got {self.schedule!r:.80}")
         if not 0 <= self.warmup_steps <= self.steps:
-            raise ValueError(f"training.warmup_steps must be in 0..steps ({self.steps}), got {self.warmup_steps}")
+            raise ConfigError(f"training.warmup_steps must be in 0..steps ({self.steps}), got {self.warmup_steps}")
         if not 0.0 <= self.min_lr_ratio <= 1.0:
-            raise ValueError(f"training.min_lr_ratio must be in [0, 1], got {self.min_lr_ratio}")
+            raise ConfigError(f"training.min_lr_ratio must be in [0, 1], got {self.min_lr_ratio}")
         if self.layer_decay is not None and not 0.0 < self.layer_decay <= 1.0:
-            raise ValueError(f"training.layer_decay must be in (0, 1] or null, got {self.layer_decay}")
+            raise ConfigError(f"training.layer_decay must be in (0, 1] or null, got {self.layer_decay}")
         if self.ema_decay is not None and not 0.0 < self.ema_decay < 1.0:
-            raise ValueError(f"training.ema_decay must be in (0, 1) or null, got {self.ema_decay}")
+            raise ConfigError(f"training.ema_decay must be in (0, 1) or null, got {self.ema_decay}")
         if self.clip_norm is not None and self.clip_norm <= 0:
-            raise ValueError(f"training.clip_norm must be positive or null, got {self.clip_norm}")
+            raise ConfigError(f"training.clip_norm must be positive or null, got {self.clip_norm}")
         if not 0.0 <= self.label_smoothing < 1.0:
-            raise ValueError(f"training.label_smoothing must be in [0, 1), got {self.label_smoothing}")
+            raise ConfigError(f"training.label_smoothing must be in [0, 1), got {self.label_smoothing}")
         if self.precision not in PRECISIONS:
-            raise ValueError(f"training.precision must be one of {PRECISIONS}, got {self.precision!r}")
+            raise ConfigError(f"training.precision must be one of {PRECISIONS}, got {self.precision!r:.80}")
         if self.mode not in ("max", "min"):
-            raise ValueError(f"training.mode must be 'max' or 'min', got {self.mode!r}")
+            raise ConfigError(f"training.mode must be 'max' or 'min', got {self.mode!r:.80}")
         if self.patience is not None and self.patience <= 0:
-            raise ValueError(f"training.patience must be positive or null, got {self.patience}")
+            raise ConfigError(f"training.patience must be positive or null, got {self.patience}")
         if self.device not in ("auto", "cpu", "cuda"):
-            raise ValueError(f"training.device must be 'auto', 'cpu' or 'cuda', got {self.device!r}")
+            raise ConfigError(f"training.device must be 'auto', 'cpu' or 'cuda', got {self.device!r:.80}")

@@ -8,6 +8,8 @@ import re
 import torch
 from torch import nn
 
+from multihead.errors import ConfigError
+
 __all__ = ["build_optimizer", "layer_depths", "parameter_groups"]
 
 _LAYER = re.compile(r"(?:^|\.)layers\.(\d+)\.")  # "encoder.layers.3.self_attn.q_proj.weight" -> 3
@@ -44,7 +46,7 @@ def parameter_groups(model: nn.Module, *, weight_decay: float, lr: float | None 
                 (decayed if parameter.dim() >= 2 else plain).append(parameter)
         return [{"params": decayed, "weight_decay": weight_decay}, {"params": plain, "weight_decay": 0.0}]
     if lr is None or not 0.0 < layer_decay <= 1.0:
-        raise ValueError(f"layer_decay must be in (0, 1] and needs lr, got {layer_decay} and lr={lr}")
+        raise ConfigError(f"layer_decay must be in (0, 1] and needs lr, got {layer_decay} and lr={lr}")
     depths = layer_depths(model)
     groups: dict[tuple[bool, int], dict[str, object]] = {}
     for name, parameter in model.named_parameters():  # named_parameters() also yields tied tensors once
@@ -65,8 +67,8 @@ def build_optimizer(
 ) -> torch.optim.AdamW:
     """AdamW over ``parameter_groups`` (each group's peak rate is what the schedule scales)."""
     if lr <= 0:
-        raise ValueError(f"learning rate must be positive, got {lr}")
+        raise ConfigError(f"learning rate must be positive, got {lr}")
     if weight_decay < 0:
-        raise ValueError(f"weight_decay must be >= 0, got {weight_decay}")
+        raise ConfigError(f"weight_decay must be >= 0, got {weight_decay}")
     groups = parameter_groups(model, weight_decay=weight_decay, lr=lr, layer_decay=layer_decay)
     return torch.optim.AdamW(groups, lr=lr, betas=betas, eps=eps)

@@ -7,6 +7,8 @@ import math
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LambdaLR
 
+from multihead.errors import ConfigError
+
 __all__ = ["SCHEDULES", "build_scheduler", "lr_multiplier"]
 
 SCHEDULES = ("linear", "cosine", "inverse_sqrt", "constant")
@@ -19,7 +21,7 @@ def lr_multiplier(step: int, *, kind: str, warmup_steps: int, total_steps: int, 
     (inverse-square-root decays as ``sqrt(warmup / step)`` and never ends).
     """
     if kind not in SCHEDULES:
-        raise ValueError(f"schedule must be one of {SCHEDULES}, got {kind!r}")
+        raise ConfigError(f"schedule must be one of {SCHEDULES}, got {kind!r:.80}")
     if step < warmup_steps:
         return (step + 1) / warmup_steps
     if kind == "constant":
@@ -37,7 +39,7 @@ def build_scheduler(
 ) -> LambdaLR:
     """A ``LambdaLR`` over ``lr_multiplier``; its ``state_dict`` is plain numbers (safe to store as JSON)."""
     if warmup_steps < 0 or total_steps <= 0:
-        raise ValueError(f"need warmup_steps >= 0 and total_steps > 0, got {warmup_steps} and {total_steps}")
+        raise ConfigError(f"need warmup_steps >= 0 and total_steps > 0, got {warmup_steps} and {total_steps}")
     lr_multiplier(0, kind=kind, warmup_steps=warmup_steps, total_steps=total_steps)  # validates kind
 
     def factor(step: int) -> float:

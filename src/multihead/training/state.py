@@ -11,9 +11,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler
+
+from multihead.errors import CheckpointError
+from multihead.safetensors_files import read_tensors
 
 __all__ = ["load_training_state", "save_training_state"]
 
@@ -88,8 +91,10 @@ def load_training_state(
     try:
         meta = json.loads(json_path.read_text())
     except json.JSONDecodeError as error:
-        raise ValueError(f"{json_path}: line {error.lineno}: not valid JSON ({error.msg})") from error
-    tensors = load_file(str(tensors_path))
+        raise CheckpointError(f"{json_path}: line {error.lineno}: not valid JSON ({error.msg})") from error
+    except (UnicodeDecodeError, RecursionError) as error:
+        raise CheckpointError(f"{json_path}: not the JSON training state we write ({str(error)[:80]})") from error
+    tensors = read_tensors(tensors_path)
     _optimizer_from_flat(optimizer, tensors, meta["optimizer"])
     scheduler.load_state_dict(meta["scheduler"])
     if restore_rng:

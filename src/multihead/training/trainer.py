@@ -19,13 +19,15 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import torch
-from safetensors.torch import load_file, load_model, save_file
+from safetensors.torch import save_file
 from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm import tqdm
 
 from multihead.atomic import atomic_directory, recover_directory
+from multihead.errors import CheckpointError, ConfigError
+from multihead.safetensors_files import load_weights_into, read_tensors
 from multihead.training import distributed
 from multihead.training.config import TrainingConfig
 from multihead.training.optim import build_optimizer
@@ -99,7 +101,7 @@ class Trainer:
         save_files: Callable[[Path, nn.Module], None],
     ) -> None:
         if config.patience is not None and validation is None:
-            raise ValueError("early stopping (training.patience) needs validation data")
+            raise ConfigError("early stopping (training.patience) needs validation data")
         self.model, self.task, self.train, self.validation = model, task, train, validation
         self.config, self.output_dir, self.save_files = config, Path(output_dir), save_files
         self.device = _pick_device(config.device)
@@ -115,8 +117,8 @@ class Trainer:
         distributed.init_from_environment(self.device)
         world_size, rank = distributed.world()
         if config.batch_size % (config.accumulation * world_size):
-            raise ValueError(f"training.batch_size ({config.batch_size}) must be divisible by accumulation x "
-                             f"processes ({config.accumulation} x {world_size})")
+            raise ConfigError(f"training.batch_size ({config.batch_size}) must be divisible by accumulation x "
+                              f"processes ({config.accumulation} x {world_size})")
         if not resume:
             torch.manual_seed(config.seed)
         model = self.model.to(self.device)
@@ -125,7 +127,7 @@ class Trainer:
         scheduler = build_scheduler(optimizer, kind=config.schedule, warmup_steps=config.warmup_steps,
                                     total_steps=config.steps, min_ratio=config.min_lr_ratio)
         if config.precision == "fp16" and self.device.type != "cuda":
-            raise ValueError("training.precision 'fp16' needs a GPU; use 'bf16' on CPU")
+            raise ConfigError("training.precision 'fp16' needs a GPU; use 'bf16' on CPU")
         scaler = torch.amp.GradScaler("cuda") if config.precision == "fp16" else None
         average = None if config.ema_decay is None else AveragedModel(
             model, multi_avg_fn=get_ema_multi_avg_fn(config.ema_decay), use_buffers=True)
@@ -183,7 +185,7 @@ class Trainer:
         while self.counters["step"] < self.config.steps:
             batches = self.train.sampler.batches(self.counters["epoch"])
             if not batches:
-                raise ValueError("the training data gives no batch (fewer examples than training.batch_size?)")
+                raise ConfigError("the training data gives no batch (fewer examples than training.batch_size?)")
             while self.counters["batch"] < len(batches):
                 self.counters["batch"] += 1
                 yield batches[self.counters["batch"] - 1]
@@ -252,7 +254,7 @@ class Trainer:
         with torch.no_grad(), self._autocast():
             metrics = self.task.evaluate(model, (_to_device(b, self.device) for b in self.validation()))
         if self.config.metric not in metrics:
-            raise ValueError(f"training.metric {self.config.metric!r} is not among the metrics {sorted(metrics)}")
+            raise ConfigError(f"training.metric {self.config.metric!r:.80} is not among the metrics {sorted(metrics)}")
         value = metrics[self.config.metric]
         best = self.counters["best"]
         improved = best is None or (value > best if self.config.mode == "max" else value < best)
@@ -289,14 +291,16 @@ class Trainer:
         weights = last / "model.safetensors"
         if not weights.is_file():
             raise FileNotFoundError(f"{last}: no checkpoint to resume from (expected {weights.name} there)")
-        missing, unexpected = load_model(model, str(weights), strict=False, device=str(self.device))
-        if missing or unexpected:
-            raise ValueError(f"{weights}: does not fit the model: missing {missing}, unexpected {unexpected}")
+        load_weights_into(model, weights, device=str(self.device),
+                          what="the model this config builds (--resume needs the settings of the run it continues)")
         if average is not None:
             if not (last / EMA_FILE).is_file():
                 raise FileNotFoundError(f"{last / EMA_FILE}: missing; training.ema_decay is set, so resuming needs "
                                         "the running average saved with the checkpoint")
-            average.load_state_dict(load_file(str(last / EMA_FILE), device=str(self.device)))
+            try:
+                average.load_state_dict(read_tensors(last / EMA_FILE, device=str(self.device)))
+            except RuntimeError as error:  # load_state_dict's report of missing names or other shapes
+                raise CheckpointError(f"{last / EMA_FILE}: does not fit the model ({str(error)[:200]})") from error
         counters, scaler_state = load_training_state(last, optimizer=optimizer, scheduler=scheduler)
         self.counters.update(counters)
         return scaler_state
@@ -363,7 +367,7 @@ def _pick_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cuda" and not torch.cuda.is_available():
-        raise ValueError("training.device is 'cuda' but no GPU is available")
+        raise ConfigError("training.device is 'cuda' but no GPU is available")
     return torch.device(name)
 
 
