@@ -9,7 +9,8 @@ in turn at each concurrency level (interleaved, so that a change in the machine'
 - ``multihead``: ``multihead serve`` with continuous batching (``--slots``, default 16);
 - ``multihead-serial``: the same with ``--no-batching`` (one sequence decoded at a time);
 - ``transformers``: ``transformers serve`` (``pip install transformers[serving]``; benchmark only) on the same GGUF
-  file, with its continuous batching when ``--transformers-cb`` is given. If it cannot serve, the table says why.
+  file (dequantized to fp32, as ours is), and ``transformers-cb``: the same with ``--continuous-batching``. If one
+  cannot serve, the run says why.
 
 Each level runs N clients (1, 4, 16, 64) for ``--duration`` seconds; each client sends streaming chat requests
 one after another, prompts drawn (seeded) from short, medium and long texts, ``max_tokens`` fixed and sampling at
@@ -241,14 +242,16 @@ def _servers(args: argparse.Namespace, model: str, env: dict[str, str]) -> list[
         port = _free_port()
         servers.append(Server("multihead-serial", [*python, "--port", str(port), "--no-batching"], port=port,
                               model="bench", env=env))
-    if "transformers" in args.servers:
+    for name in ("transformers", "transformers-cb"):
+        if name not in args.servers:
+            continue
         port = _free_port()
         target = args.transformers_model or _gguf_target(model)
         command = ["transformers", "serve", target, "--host", "127.0.0.1", "--port", str(port), "--device", "cpu"]
-        if args.transformers_cb:
+        if name == "transformers-cb":
             command.append("--continuous-batching")
-        servers.append(Server("transformers" + ("-cb" if args.transformers_cb else ""), command, port=port,
-                              model=target, env=env))
+        offline = {**env, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}  # it would wait on the hub otherwise
+        servers.append(Server(name, command, port=port, model=target, env=offline))
     return servers
 
 
@@ -276,9 +279,9 @@ def main() -> int:
     parser.add_argument("--max-tokens", type=int, default=64)
     parser.add_argument("--slots", type=int, default=16)
     parser.add_argument("--threads", type=int, help="torch threads of the multihead servers")
-    parser.add_argument("--servers", nargs="+", default=["multihead", "multihead-serial", "transformers"])
+    parser.add_argument("--servers", nargs="+", default=["multihead", "multihead-serial", "transformers"],
+                        choices=["multihead", "multihead-serial", "transformers", "transformers-cb"])
     parser.add_argument("--transformers-model", help="what transformers serve loads (default: the same GGUF file)")
-    parser.add_argument("--transformers-cb", action="store_true", help="transformers serve --continuous-batching")
     parser.add_argument("--soak", type=float, default=0.0, help="seconds of 16 clients on multihead, RSS sampled")
     parser.add_argument("--quick", action="store_true", help="a seconds-long smoke run on a tiny random model")
     parser.add_argument("--startup", type=float, default=600.0, help="seconds a server may take to start")
@@ -289,7 +292,7 @@ def main() -> int:
         if args.quick:
             model = _tiny_model(Path(scratch))
             args.clients, args.duration, args.max_tokens = [1, 4], 3.0, 16
-            args.servers = [s for s in args.servers if s != "transformers"]
+            args.servers = [s for s in args.servers if not s.startswith("transformers")]
             args.soak = min(args.soak, 4.0)
         print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
               f"python {platform.python_version()}, load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}")

@@ -44,8 +44,9 @@ def test_foreign_hosts_and_origins_get_403_with_or_without_a_key() -> None:
         with serving({"chat": chat_model()}, api_key=key) as server:
             rebound = httpx.get(server.url + "/v1/models", headers={"Host": "evil.example", **auth})
             assert rebound.status_code == 403 and rebound.json()["error"]["code"] == "forbidden_host"
-            other = httpx.get(server.url + "/v1/models", headers={"Origin": "http://evil.example", **auth})
-            assert other.status_code == 403 and other.json()["error"]["type"] == "permission_error"
+            for origin in ("http://evil.example", "null"):  # "null": a sandboxed frame on any site
+                other = httpx.post(server.url + "/v1/chat/completions", json=CHAT, headers={"Origin": origin, **auth})
+                assert other.status_code == 403 and other.json()["error"]["type"] == "permission_error"
             own = server.url.removeprefix("http://")
             assert httpx.get(server.url + "/v1/models", headers={"Origin": f"http://{own}", **auth}).status_code == 200
     with serving({"chat": chat_model()}, allowed_origins=("http://app.example",),
@@ -108,7 +109,7 @@ def _gated_chat() -> tuple[object, threading.Event]:
     return model, gate
 
 
-def test_a_full_queue_answers_503_with_retry_after() -> None:
+def test_a_full_queue_answers_503_with_retry_after_and_the_server_stays_responsive() -> None:
     model, gate = _gated_chat()
     with serving({"chat": model}, slots=1, max_queue=1, retry_after=3) as server:  # type: ignore[dict-item]
         state = server.state
@@ -119,6 +120,7 @@ def test_a_full_queue_answers_503_with_retry_after() -> None:
         assert wait_until(lambda: state.schedulers["chat"].stats().running == 1)  # type: ignore[attr-defined]
         threads[1].start()
         assert wait_until(lambda: state.schedulers["chat"].stats().queued == 1)  # type: ignore[attr-defined]
+        assert httpx.get(server.url + "/health", timeout=5).status_code == 200  # the loop is free meanwhile
         refused = httpx.post(server.url + "/v1/chat/completions", json=CHAT)
         assert refused.status_code == 503 and refused.headers["retry-after"] == "3"
         assert refused.json()["error"]["code"] == "queue_full"

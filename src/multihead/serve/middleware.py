@@ -127,9 +127,9 @@ class Guard:
             return APIError(403, f"Host {host[:100]!r} is not this loopback server's; start it with --allow-host "
                             "to accept that name", code="forbidden_host")
         origin = _header(scope, b"origin")
-        if origin is not None and origin != "null" and origin not in self.allowed_origins:
+        if origin is not None and origin not in self.allowed_origins:  # "null" (sandboxed frames, files) too
             parts = urlsplit(origin)
-            if parts.netloc.lower() != host.lower():
+            if origin == "null" or parts.netloc.lower() != host.lower():
                 return APIError(403, f"requests from the web origin {origin[:100]!r} are not allowed; start the "
                                 "server with --allow-origin to allow it", code="forbidden_origin")
         path = scope["path"]
