@@ -7,7 +7,7 @@ message names the file and, where there is one, the tensor. The header is read (
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from pathlib import Path
 
 import torch
@@ -106,6 +106,7 @@ def load_weights_into(model: nn.Module, path: str | Path, *, device: str = "cpu"
     check_finite({name: state[name] for name in specs if name in state}, where=path)
 
 
-def _names(names: list[str]) -> str:
+def _names(names: Collection[str]) -> str:
+    names = sorted(names)
     shown = ", ".join(names[:5])
     return f"[{shown}{f', ... ({len(names)} in all)' if len(names) > 5 else ''}]"
