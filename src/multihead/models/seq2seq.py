@@ -10,6 +10,7 @@ from torch import Tensor, nn
 
 from multihead.cache import DecoderCache
 from multihead.models.config import TransformerConfig
+from multihead.models.copy import CopyCache, CopyGenerator
 from multihead.models.decoder import Decoder
 from multihead.models.embedding import Embeddings, init_weights
 from multihead.models.encoder import Encoder
@@ -21,7 +22,10 @@ class EncoderDecoder(nn.Module):
     """Encoder over the source, causal decoder with cross-attention over the encoder's output.
 
     With ``config.target_vocab_size is None`` source and target share one vocabulary and one embedding;
-    with ``config.tie_embeddings`` the output projection reuses the target embedding matrix.
+    with ``config.tie_embeddings`` the output projection reuses the target embedding matrix. With
+    ``config.copy_attention`` a ``CopyGenerator`` mixes in copying from the source: ``decode`` and ``forward``
+    then return log-probabilities (a normalised distribution, usable wherever logits are) and ``decode`` needs
+    the source ids.
     """
 
     def __init__(self, config: TransformerConfig) -> None:
@@ -35,6 +39,10 @@ class EncoderDecoder(nn.Module):
         init_weights(self.lm_head)
         if config.tie_embeddings:
             self.lm_head.weight = self.decoder.embeddings.tokens.weight
+        self.copy_generator: CopyGenerator | None = None
+        if config.copy_attention:
+            self.copy_generator = CopyGenerator(config.d_model)
+            init_weights(self.copy_generator)
 
     def source_mask(self, source_ids: Tensor) -> Tensor | None:
         """``(B, S)`` True = real source token, from ``config.pad_id`` (``None`` without a pad id)."""
@@ -52,6 +60,7 @@ class EncoderDecoder(nn.Module):
         source_mask: Tensor | None = None,
         target_mask: Tensor | None = None,
         cache: DecoderCache | None = None,
+        source_ids: Tensor | None = None,
     ) -> Tensor:
         """Next-token logits ``(B, T, V)`` for ``(B, T)`` target ids given ``(B, S, D)`` memory.
 
@@ -59,9 +68,18 @@ class EncoderDecoder(nn.Module):
             source_mask: ``(B, S)`` True = real source token.
             target_mask: ``(B, P + T)`` key mask for left-padded targets (causality is always applied).
             cache: from ``make_cache``; with it, ``target_ids`` are the new tokens only.
+            source_ids: ``(B, S)`` the encoded source (needed, and only used, with ``copy_attention``).
         """
         hidden = self.decoder(target_ids, memory, mask=target_mask, context_mask=source_mask, cache=cache)
-        return self.lm_head(hidden)
+        logits = self.lm_head(hidden)
+        if self.copy_generator is None:
+            return logits
+        if source_ids is None:
+            raise ValueError("a model with copy_attention decodes with source_ids (B, S), the ids it copies from")
+        copy_cache = cache.copy if isinstance(cache, CopyCache) else None
+        inputs = self.decoder.embeddings.tokens(target_ids)  # (B, T, D) input token embeddings
+        return self.copy_generator(hidden, logits, memory, source_ids, inputs=inputs, source_mask=source_mask,
+                                   cache=copy_cache)
 
     def forward(
         self,
@@ -75,7 +93,7 @@ class EncoderDecoder(nn.Module):
         if source_mask is None:
             source_mask = self.source_mask(source_ids)
         memory = self.encode(source_ids, source_mask=source_mask)
-        return self.decode(target_ids, memory, source_mask=source_mask, target_mask=target_mask)
+        return self.decode(target_ids, memory, source_mask=source_mask, target_mask=target_mask, source_ids=source_ids)
 
     def make_cache(
         self,
@@ -86,7 +104,13 @@ class EncoderDecoder(nn.Module):
         dtype: torch.dtype | None = None,
         device: torch.device | str | None = None,
     ) -> DecoderCache:
-        """Self-attention caches of ``max_length`` and cross-attention caches of ``source_length`` positions."""
-        return self.decoder.make_cache(
+        """Self-attention caches of ``max_length`` and cross-attention caches of ``source_length`` positions
+        (a ``CopyCache`` with ``copy_attention``)."""
+        cache = self.decoder.make_cache(
             batch_size=batch_size, max_length=max_length, context_length=source_length, dtype=dtype, device=device
         )
+        if self.copy_generator is None:
+            return cache
+        copy = self.copy_generator.make_cache(batch_size=batch_size, source_length=source_length, dtype=dtype,
+                                              device=device)
+        return CopyCache(cache, copy)
