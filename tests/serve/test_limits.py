@@ -4,6 +4,7 @@ freeing its decoding slot at once."""
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 
@@ -148,3 +149,16 @@ def test_a_client_that_disconnects_frees_its_slot_at_once() -> None:
         assert answer.status_code == 200 and answer.json()["usage"]["completion_tokens"] == 3
         metrics = httpx.get(server.url + "/metrics").text
         assert 'multihead_client_disconnects_total{route="/v1/completions"} 1.0' in metrics
+
+
+def test_a_request_past_the_timeout_gets_504_and_leaves_its_slot() -> None:
+    model, gate = _gated_chat()
+    with serving({"chat": model}, request_timeout=0.5) as server:  # type: ignore[dict-item]
+        scheduler = server.state.schedulers["chat"]  # type: ignore[attr-defined]
+        late = httpx.post(server.url + "/v1/chat/completions", json=CHAT, timeout=30)
+        assert late.status_code == 504 and late.json()["error"]["type"] == "timeout_error"
+        with httpx.stream("POST", server.url + "/v1/chat/completions", json={**CHAT, "stream": True}) as stream:
+            events = [line.removeprefix("data: ") for line in stream.iter_lines() if line]
+        assert json.loads(events[-2])["error"]["code"] == "timeout" and events[-1] == "[DONE]"
+        gate.set()
+        assert wait_until(lambda: scheduler.stats().running == 0 and scheduler.stats().queued == 0)
