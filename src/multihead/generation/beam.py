@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import torch
 
 from multihead.generation.config import GenerationConfig
+from multihead.generation.constraints import apply_constraints
 from multihead.generation.hypothesis import Hypothesis, Stopping, penalised_score
 from multihead.generation.sampling import penalise_repetitions
 from multihead.generation.state import DecodingState
@@ -70,6 +71,8 @@ class BeamSearch:
             if config.repetition_penalty != 1.0:
                 penalised = penalise_repetitions(logits.float(), *state.history(), config.repetition_penalty)
                 ranked = penalised.log_softmax(dim=-1)
+            if config.no_repeat_ngram_size or step < config.min_new_tokens:
+                ranked = apply_constraints(ranked, *state.history(), config, generated=step)
             sums = torch.tensor([[beam.ranked for beam in self.live[i]] for i in active], device=logits.device)
             candidates = (sums[:, :, None] + ranked.view(len(active), per_sentence, vocab))  # (n, b, V)
             candidates = candidates.view(len(active), per_sentence * vocab)  # (n, b * V)

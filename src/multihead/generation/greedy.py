@@ -10,6 +10,7 @@ from collections.abc import Iterator
 import torch
 
 from multihead.generation.config import GenerationConfig
+from multihead.generation.constraints import apply_constraints
 from multihead.generation.hypothesis import Hypothesis, Stopping
 from multihead.generation.sampling import choose_tokens, penalise_repetitions
 from multihead.generation.state import DecodingState
@@ -61,6 +62,8 @@ class TokenSearch:
             log_probs = scores.log_softmax(dim=-1)
             if config.repetition_penalty != 1.0:
                 scores = penalise_repetitions(scores, *state.history(), config.repetition_penalty)
+            if config.no_repeat_ngram_size or step < config.min_new_tokens:
+                scores = apply_constraints(scores, *state.history(), config, generated=step)
             chosen = choose_tokens(scores, config, self.generator)  # (N,)
             chosen_log_probs = log_probs.gather(1, chosen[:, None])[:, 0].tolist()
             keep: list[int] = []

@@ -166,6 +166,10 @@ class Scheduler:
         if config.num_beams != 1 or config.num_return_sequences != 1:
             raise ConfigError(f"the scheduler decodes one sequence per request (greedy or sampled), got num_beams "
                               f"{config.num_beams} and num_return_sequences {config.num_return_sequences}")
+        if config.no_repeat_ngram_size or config.min_new_tokens:
+            raise ConfigError(f"the scheduler has no n-gram blocking or minimum length (generate has), got "
+                              f"no_repeat_ngram_size {config.no_repeat_ngram_size} and min_new_tokens "
+                              f"{config.min_new_tokens}")
         try:
             ids = _check(self.model, [prompt], config, self.decode)[0]
         except MultiheadError:

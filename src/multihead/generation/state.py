@@ -188,7 +188,8 @@ class DecodingState:
             self.on_forward(self.ids)
         if self.seq2seq:
             assert isinstance(self.model, ENCODER_DECODERS) and self.memory is not None
-            logits = self.model.decode(ids, self.memory, source_mask=self.source_mask, cache=self.cache)
+            copies = {"source_ids": self.source} if getattr(self.model, "copy_generator", None) is not None else {}
+            logits = self.model.decode(ids, self.memory, source_mask=self.source_mask, cache=self.cache, **copies)
         else:
             logits = self.model(ids, mask=self.key_mask, cache=self.cache, position_ids=position_ids)
         return logits[:, -1]  # (N, V)

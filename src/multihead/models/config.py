@@ -24,7 +24,7 @@ _BOUNDS: dict[str, int] = {
     "n_heads": MAX_HEADS, "n_kv_heads": MAX_HEADS, "n_layers": MAX_LAYERS, "n_decoder_layers": MAX_LAYERS,
     "max_length": MAX_POSITIONS,
 }
-_LATER_FIELDS: dict[str, Any] = {"rope_theta": 10000.0, "qkv_bias": None}
+_LATER_FIELDS: dict[str, Any] = {"rope_theta": 10000.0, "qkv_bias": None, "copy_attention": False}
 """Fields added after model directories were first saved: left out of ``to_dict`` at their defaults."""
 _CHOICES: dict[str, tuple[str, ...]] = {
     "activation": ("relu", "gelu", "gelu_tanh", "silu", "swiglu"),
@@ -72,6 +72,8 @@ class TransformerConfig(DictConfig):
             ``{"encoder.0.self_attn": (1, 3), "decoder.2.cross_attn": (0,)}`` (keys ``encoder.L.self_attn``,
             ``decoder.L.self_attn``, ``decoder.L.cross_attn``); applied when a model is built, so a pruned
             model directory loads into the smaller shapes. ``None``: no head pruned.
+        copy_attention: an ``EncoderDecoder`` mixes its output distribution with a copy distribution over the
+            source tokens (a pointer-generator, :mod:`multihead.models.copy`); needs a shared vocabulary.
     """
 
     vocab_size: int
@@ -102,6 +104,7 @@ class TransformerConfig(DictConfig):
     output_bias: bool = False
     pooler: bool = False
     pruned_heads: Mapping[str, Sequence[int]] | None = None
+    copy_attention: bool = False
 
     def __post_init__(self) -> None:
         positive = ("vocab_size", "d_model", "n_heads", "n_layers", "max_length")
@@ -141,6 +144,12 @@ class TransformerConfig(DictConfig):
         if isinstance(self.rope_theta, bool) or not isinstance(self.rope_theta, int | float) \
                 or not math.isfinite(self.rope_theta) or self.rope_theta <= 1:
             raise ConfigError(f"TransformerConfig.rope_theta must be a finite number > 1, got {self.rope_theta!r:.80}")
+        if not isinstance(self.copy_attention, bool):
+            raise ConfigError(f"TransformerConfig.copy_attention must be true or false, "
+                              f"got {self.copy_attention!r:.60}")
+        if self.copy_attention and self.target_vocab_size is not None:
+            raise ConfigError("TransformerConfig.copy_attention copies source tokens into the output: it needs one "
+                              "vocabulary for both sides (target_vocab_size None, model.shared_vocabulary true)")
         if self.qkv_bias is not None and not isinstance(self.qkv_bias, bool):
             raise ConfigError(f"TransformerConfig.qkv_bias must be true, false or None, got {self.qkv_bias!r:.80}")
         if self.pad_id is not None and not 0 <= self.pad_id < self.vocab_size:
