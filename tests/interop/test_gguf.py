@@ -15,7 +15,7 @@ import torch
 from gguf_tiny import VOCAB, hf_model, roundtrip, write_gguf
 
 from multihead.cli import main
-from multihead.errors import CheckpointError, ConfigError
+from multihead.errors import CheckpointError
 from multihead.generation import GenerationConfig, generate
 from multihead.interop import load_pretrained
 from multihead.interop.gguf import load_gguf, unpermute_rotary
@@ -35,13 +35,30 @@ CASES: dict[str, tuple[str, str, str, dict[str, Any]]] = {  # name: (transformer
 }
 
 
+_BUILT: dict[str, tuple[Any, Any, Path]] = {}
+
+
+def built(name: str, tmp_path_factory: pytest.TempPathFactory) -> tuple[Any, Any, Path]:
+    """``(LoadedGGUF, the transformers model as stored, the file)`` of case ``name``, built once per module."""
+    if name not in _BUILT:
+        kind, arch, storage, options = CASES[name]
+        reference = hf_model(kind, **options)
+        embedding = "Q8_0" if storage.startswith("Q4") else None
+        path = write_gguf(tmp_path_factory.mktemp("gguf") / "tiny.gguf", reference, arch=arch, quant=storage,
+                          embedding_quant=embedding)
+        _BUILT[name] = load_gguf(path), roundtrip(reference, storage, embedding), path
+    return _BUILT[name]
+
+
 @pytest.fixture(scope="module", params=sorted(CASES))
 def pair(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> tuple[Any, Any, Path]:
-    kind, arch, storage, options = CASES[request.param]
-    reference = hf_model(kind, **options)
-    path = write_gguf(tmp_path_factory.mktemp("gguf") / "tiny.gguf", reference, arch=arch, quant=storage,
-                      embedding_quant="Q8_0" if storage.startswith("Q4") else None)
-    return load_gguf(path), roundtrip(reference, storage, "Q8_0" if storage.startswith("Q4") else None), path
+    return built(request.param, tmp_path_factory)
+
+
+@pytest.fixture(scope="module", params=["llama-q8_0-untied-theta", "qwen2-q4_0-biases"])
+def converted(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> tuple[Any, Any, Path]:
+    """Two of the cases (one per layout of q/k rows), for the slower conversion tests."""
+    return built(request.param, tmp_path_factory)
 
 
 def test_logits_and_hidden_states_equal_the_stored_model(pair: tuple[Any, Any, Path]) -> None:
@@ -60,8 +77,9 @@ def test_greedy_continuations_equal_generate(pair: tuple[Any, Any, Path]) -> Non
     expected = []
     for prompt in PROMPTS:
         with torch.no_grad():
-            out = reference.generate(torch.tensor([prompt]), do_sample=False, max_new_tokens=8, eos_token_id=None,
-                                     pad_token_id=2)
+            ones = torch.ones(1, len(prompt), dtype=torch.long)  # no position is padding
+            out = reference.generate(torch.tensor([prompt]), attention_mask=ones, do_sample=False, max_new_tokens=8,
+                                     eos_token_id=None, pad_token_id=2)
         expected.append(out[0, len(prompt):].tolist())
     config = GenerationConfig(max_new_tokens=8, eos_id=None, pad_id=2)
     assert [hypotheses[0].tokens for hypotheses in generate(loaded.model, PROMPTS, config)] == expected
@@ -101,8 +119,10 @@ def test_unpermute_rotary_inverts_llama_cpp_permutation() -> None:
     torch.testing.assert_close(unpermute_rotary(permuted, 4), weight, atol=0, rtol=0)
 
 
-def test_convert_writes_a_model_directory_that_generates_alike(pair: tuple[Any, Any, Path], tmp_path: Path) -> None:
-    loaded, _, path = pair
+def test_convert_writes_a_model_directory_that_generates_alike(
+    converted: tuple[Any, Any, Path], tmp_path: Path
+) -> None:
+    loaded, _, path = converted
     out = tmp_path / "converted"
     assert main(["convert", str(path), str(out)]) == 0
     saved = load_model_dir(out)
@@ -117,9 +137,9 @@ def test_convert_writes_a_model_directory_that_generates_alike(pair: tuple[Any, 
     assert generator.generation_config().eos_id == 2 and generator.config["format"] == "gguf"
 
 
-def test_convert_to_hf_loads_in_transformers(pair: tuple[Any, Any, Path], tmp_path: Path) -> None:
+def test_convert_to_hf_loads_in_transformers(converted: tuple[Any, Any, Path], tmp_path: Path) -> None:
     transformers = pytest.importorskip("transformers")
-    loaded, _, path = pair
+    loaded, _, path = converted
     out = tmp_path / "hf"
     assert main(["convert", str(path), str(out), "--to", "hf"]) == 0
     theirs = transformers.AutoModelForCausalLM.from_pretrained(out).eval()
@@ -212,16 +232,6 @@ def test_errors_reach_the_cli_as_one_line(tmp_path: Path, capsys: pytest.Capture
     err = capsys.readouterr().err.strip()
     assert err.startswith("multihead generate: error:") and "'gemma2' is not supported" in err
     assert len(err.splitlines()) == 1
-
-
-def test_keep_quantized_needs_the_quantize_package(good: Path) -> None:
-    try:
-        import multihead.quantize  # noqa: F401
-    except ImportError:
-        with pytest.raises(ConfigError, match=r"keep_quantized=True needs multihead\.quantize"):
-            load_gguf(good, keep_quantized=True)
-    else:
-        pytest.skip("multihead.quantize is present; tested in tests/quantize")
 
 
 def test_package_names_resolve_to_the_gguf_file(good: Path) -> None:
