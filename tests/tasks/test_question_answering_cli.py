@@ -56,6 +56,13 @@ def test_train_eval_and_answer_from_the_command_line(trained: Path, capsys: pyte
     assert saved["task"] == "question-answering" and saved["architecture"] == "SpanExtractor"
     assert saved["qa"] == {"max_length": 96, "doc_stride": 24, "max_question_tokens": 64, "max_answer_tokens": 30}
     assert (trained / "run" / "last" / "model.safetensors").is_file()
+    # resumable: two more steps continue from last/ (its tokenizer, weights, optimiser and data position)
+    log = trained / "run" / "metrics.jsonl"
+    before = len(log.read_text().splitlines())
+    assert main(["train", "qa.yaml", "--output-dir", str(trained / "run"), "--resume", "--no-test",
+                 "--set", "training.steps=5", "--set", "training.eval_every=5", "--set", "training.log_every=1"]) == 0
+    assert [json.loads(line)["step"] for line in log.read_text().splitlines()[before:]] == [4, 5, 5]
+    assert "best validation f1" in capsys.readouterr().out
 
     assert main(["eval", str(best), "--split", "validation", "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
