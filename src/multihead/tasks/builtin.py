@@ -185,10 +185,10 @@ def _train_language_model(config: Any, *, resume: bool = False, test: bool = Tru
 
 
 def _evaluate_language_model(model_dir: str | Path, *, split: str = "validation", data: str | None = None,
-                             **_: Any) -> dict[str, Any]:
+                             options: Mapping[str, Any] | None = None, **_: Any) -> dict[str, Any]:
     from multihead.tasks.text_generator import evaluate_language_model
 
-    return evaluate_language_model(model_dir, split=split, file=data)
+    return evaluate_language_model(model_dir, split=split, file=data, window=(options or {}).get("window"))
 
 
 def _compare_language_model(config: Any, result: TaskResult, decoding: Mapping[str, Any]) -> dict[str, Any]:

@@ -138,7 +138,13 @@ def get_task(name: str) -> Task:
 
 
 def model_task(model_dir: str | Path) -> str:
-    """The ``task`` recorded in a model directory's ``config.json`` (``classification`` when absent)."""
+    """The ``task`` recorded in a model directory's ``config.json`` (``classification`` when absent); a GGUF file
+    (``.gguf`` or ``package:NAME`` holding one) is a language model."""
+    if str(model_dir).endswith(".gguf") or str(model_dir).startswith("package:"):
+        from multihead.interop import resolve_model_path
+
+        if resolve_model_path(model_dir).suffix == ".gguf":
+            return "language-model"
     path = Path(model_dir) / "config.json"
     if not path.is_file():
         raise CheckpointError(f"{path}: not found; expected a model directory (config.json, model.safetensors)")

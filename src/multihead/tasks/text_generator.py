@@ -11,6 +11,7 @@ from typing import Any
 
 import torch
 
+from multihead.errors import ConfigError
 from multihead.experiment import recorded_split
 from multihead.generation import GenerationConfig, generate, stream
 from multihead.generation.state import LANGUAGE_MODELS
@@ -128,22 +129,39 @@ def load_text_generator(model_dir: str | Path) -> TextGenerator:
     return TextGenerator(model=model, tokenizer=tokenizer, config=config)
 
 
+MAX_EVAL_WINDOW = 1024
+"""Default window of ``evaluate_language_model`` for models with longer contexts (a GGUF model's is 8192 or more)."""
+MAX_EVAL_LOGITS = 1 << 28
+"""Logits (rows x window x vocabulary) one evaluation batch may hold: 1 GiB of float32."""
+
+
 def evaluate_language_model(model_dir: str | Path, *, split: str = "validation", file: str | Path | None = None,
-                            batch_size: int = 64) -> dict[str, Any]:
+                            batch_size: int = 64, window: int | None = None) -> dict[str, Any]:
     """Loss (nats per token), perplexity and bits per character over a text file or a split of the model's data,
-    in consecutive windows of the model's context (every token predicted once)."""
+    in consecutive non-overlapping windows of ``window`` tokens (every token predicted once, from the tokens
+    before it in its window).
+
+    Args:
+        window: tokens per window; default the model's context, at most :data:`MAX_EVAL_WINDOW`.
+        batch_size: windows per forward, fewer where their logits would pass :data:`MAX_EVAL_LOGITS`.
+    """
     from multihead.tasks.language_model import LanguageModelTask, encode_stream, load_texts, read_text
 
     generator = load_text_generator(model_dir)
+    context = generator.model.config.max_length
+    length = min(context, MAX_EVAL_WINDOW) if window is None else window
+    if not isinstance(length, int) or isinstance(length, bool) or not 2 <= length <= context:
+        raise ConfigError(f"window must be a whole number of tokens from 2 to the model's context {context}, "
+                          f"got {window!r:.40}")
     if file is not None:
         text = read_text(str(file))
     else:
         text = recorded_split(generator.config, split, load_texts, where=model_dir)
     tokens = encode_stream(generator.tokenizer, text)
     task = LanguageModelTask(characters_per_token=tokens.characters / max(len(tokens.ids), 1))
+    rows = max(1, min(batch_size, MAX_EVAL_LOGITS // (length * generator.model.config.output_vocab_size)))
     with torch.inference_mode():
-        scores = task.evaluate(generator.model, tokens.batches(length=generator.model.config.max_length,
-                                                               batch_size=batch_size))
+        scores = task.evaluate(generator.model, tokens.batches(length=length, batch_size=rows))
     return {"task": "language-model", "split": split if file is None else str(file), "tokens": len(tokens.ids),
-            "characters": tokens.characters, **scores,
+            "characters": tokens.characters, "window": length, **scores,
             "nats_per_character": scores["bits_per_character"] * math.log(2)}
