@@ -180,6 +180,9 @@ class ExperimentConfig:
     model: dict[str, Any] = field(default_factory=dict)
     training: TrainingConfig = field(default_factory=TrainingConfig)
     pretraining: PretrainingConfig = field(default_factory=PretrainingConfig)
+    decoding: dict[str, Any] = field(default_factory=dict)
+    """``GenerationConfig`` options a sequence-to-sequence model is decoded with by default (``multihead eval``,
+    ``translate``, ``summarize``), e.g. ``num_beams``, ``no_repeat_ngram_size``, ``min_new_tokens``."""
 
     def __post_init__(self) -> None:
         if self.task not in task_names():
@@ -288,6 +291,23 @@ def _check_keys(values: dict[str, Any], allowed: set[str], where: str) -> None:
                           f"{sorted(allowed)}")
 
 
+def _decoding(section: Any) -> dict[str, Any]:
+    """The ``decoding`` section, checked by building a ``GenerationConfig`` from it (the token ids come from the
+    tokenizer and are not allowed here)."""
+    from multihead.generation.config import GenerationConfig
+
+    section = section or {}
+    if not isinstance(section, dict):
+        raise ConfigError(f"decoding must be a mapping of GenerationConfig options, got {section!r:.80}")
+    known = {f.name for f in dataclasses.fields(GenerationConfig)} - {"bos_id", "eos_id", "pad_id"}
+    _check_keys(section, known, "decoding")
+    try:
+        GenerationConfig(**section)
+    except ConfigError as error:
+        raise ConfigError(f"decoding: {error}") from error
+    return dict(section)
+
+
 def build_experiment(values: dict[str, Any], *, base_dir: Path | None = None) -> ExperimentConfig:
     """Validate a nested mapping into an ``ExperimentConfig``; relative paths are resolved from ``base_dir``."""
     _check_keys(values, {f.name for f in dataclasses.fields(ExperimentConfig)}, "")
@@ -330,6 +350,7 @@ def build_experiment(values: dict[str, Any], *, base_dir: Path | None = None) ->
             model=model,
             training=TrainingConfig(**sections["training"]),
             pretraining=PretrainingConfig(**sections["pretraining"]),
+            decoding=_decoding(values.get("decoding")),
         )
     except TypeError as error:
         raise ConfigError(str(error)) from error

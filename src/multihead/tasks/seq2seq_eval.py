@@ -46,9 +46,11 @@ class Seq2SeqModel:
         return int(self.config.get("experiment", {}).get("data", {}).get("max_target_length", 128))
 
     def generation_config(self, **options: Any) -> GenerationConfig:
-        """Decoding options on top of :data:`DEFAULT_DECODING`, with this model's BOS, EOS and PAD ids."""
+        """Decoding options on top of the experiment's ``decoding`` section and :data:`DEFAULT_DECODING`, with this
+        model's BOS, EOS and PAD ids."""
         target = self.target_tokenizer
         values = {**DEFAULT_DECODING, "max_new_tokens": self.max_target_length,
+                  **self.config.get("experiment", {}).get("decoding", {}),
                   **{k: v for k, v in options.items() if v is not None}}
         return GenerationConfig(bos_id=target.bos_id, eos_id=target.eos_id, pad_id=target.pad_id, **values)
 
