@@ -98,3 +98,54 @@ def test_a_data_file_that_is_not_utf8_names_its_line(tmp_path: Path, classifier:
     path = tmp_path / "test.tsv"
     path.write_bytes(b"text\tlabel\ngood film\tpos\nbad \xff film\tneg\n")
     fails(capsys, ["eval", str(classifier), str(path)], says=("test.tsv:3", "cannot decode"))
+
+
+class _Recording:
+    """A tokenizers backend stand-in that records the length of every text it is asked to encode."""
+
+    def __init__(self, backend: object) -> None:
+        self.backend, self.lengths = backend, []
+
+    def encode(self, text: str, **options: object) -> object:
+        self.lengths.append(len(text))
+        return self.backend.encode(text, **options)  # type: ignore[attr-defined]
+
+    def encode_batch(self, texts: list[str], **options: object) -> object:
+        self.lengths += [len(text) for text in texts]
+        return self.backend.encode_batch(texts, **options)  # type: ignore[attr-defined]
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.backend, name)
+
+
+def test_a_huge_line_is_cut_before_tokenizing(tmp_path: Path, classifier: Path,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    from hostile import tokenizer
+    from multihead.limits import text_cap
+
+    words = tokenizer()
+    huge = "a good film " * 1_000_000  # 12 MB: tokenized whole it would take gigabytes of offsets
+    expected = words.encode(huge[:5000], max_length=16)
+    recording = _Recording(words.backend)
+    words._backend = recording  # type: ignore[assignment]
+    assert words.encode(huge, max_length=16) == expected
+    assert words.encode_batch([huge, "a bad film"], max_length=16)[0] == expected
+    assert max(recording.lengths) == text_cap(16) < len(huge)
+    path = tmp_path / "test.jsonl"
+    path.write_text('{"text": "' + huge + '", "label": "pos"}\n{"text": "a bad film", "label": "neg"}\n')
+    from multihead.cli import main
+
+    assert main(["eval", str(classifier), str(path), "--json"]) == 0
+
+
+def test_a_tokenizer_vocabulary_over_the_limit_is_one_line(tmp_path: Path,
+                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("a good film\n")
+    fails(capsys, ["tokenizer", "train", str(corpus), "--kind", "bpe", "--vocab-size", "100000000000",
+                   "--out", str(tmp_path / "tokenizer.json")], says=("vocab_size = 100,000,000,000", "limit"))
+    if hasattr(os, "mkfifo"):
+        os.mkfifo(tmp_path / "corpus.fifo")  # reading it would block
+        fails(capsys, ["tokenizer", "train", str(tmp_path / "corpus.fifo"), "--out", str(tmp_path / "t.json")],
+              says="corpus.fifo")
+    assert not (tmp_path / "tokenizer.json").exists()

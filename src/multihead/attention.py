@@ -139,21 +139,31 @@ class MultiHeadAttention(nn.Module):
         if self.n_heads == 0:
             return self._without_heads(x, context, cache, batch, query_length, need_weights)
         q = self._split_heads(self.q_proj(x), batch, query_length, self.n_heads, packing)  # (B, H, Tq, Dh)
-        past = 0
+        past = 0 if cache is None or context is not None else cache.length
+        if mask is not None:
+            filled = context is not None and cache is not None and cache.length > 0
+            keys = (cache.length if filled else context.shape[1]) if context is not None else past + query_length
+            mask = validate_mask(mask, batch, self.n_heads, query_length, keys)
+        # New keys that no query may see are zeroed where the kernel does not do it (one query) and before a
+        # cache keeps them for later steps: padding holding NaN must not reach any output.
+        hide = mask is not None and (cache is not None or query_length == 1)
         if context is not None:
             if cache is not None and cache.length > 0:
                 k, v = cache.cached()
             else:
                 k, v = self._project_keys_values(context, context.shape[0], context.shape[1])
+                if hide:
+                    k, v = _hide_unseen(k, v, mask, 0)
                 if cache is not None:
                     k, v = cache.update(k, v)
         else:
-            past = 0 if cache is None else cache.length
             k, v = self._project_keys_values(x, batch, query_length, packing)
             if isinstance(self.positions, RotaryEmbedding):
                 if position_ids is None:
                     position_ids = torch.arange(past, past + query_length, device=x.device)
                 q, k = self.positions(q, position_ids), self.positions(k, position_ids)
+            if hide:
+                k, v = _hide_unseen(k, v, mask, past)
             if cache is not None:
                 k, v = cache.update(k, v)
         key_length = k.shape[2]
@@ -162,8 +172,6 @@ class MultiHeadAttention(nn.Module):
         if isinstance(self.positions, ALiBi) and context is None:
             key_positions = torch.arange(key_length, device=x.device)
             bias = self.positions(key_positions[past:past + query_length], key_positions)  # (1, H, Tq, Tk)
-        if mask is not None:
-            mask = validate_mask(mask, batch, self.n_heads, query_length, key_length)
         out, weights = scaled_dot_product(
             q, k, v,
             mask=mask,
@@ -263,6 +271,14 @@ class MultiHeadAttention(nn.Module):
         weight = self.k_proj.weight
         return KVCache(batch_size=batch_size, max_length=max_length, n_kv_heads=self.n_kv_heads,
                        head_dim=self.head_dim, dtype=dtype or weight.dtype, device=device or weight.device)
+
+
+def _hide_unseen(k: Tensor, v: Tensor, mask: Tensor, start: int) -> tuple[Tensor, Tensor]:
+    """Zero the rows of new keys and values ``(B, Hkv, Tn, Dh)`` (key positions ``start .. start + Tn``) that no
+    query of any head may attend under ``mask`` ``(B|1, H|1, Tq|1, Tk|1)``; with ``where``, so NaN goes too."""
+    columns = mask if mask.shape[-1] == 1 else mask[..., start:start + k.shape[2]]
+    seen = columns.any(dim=-2).any(dim=1, keepdim=True).unsqueeze(-1)  # (B|1, 1, Tn|1, 1)
+    return torch.where(seen, k, 0.0), torch.where(seen, v, 0.0)
 
 
 def _linear(in_features: int, out_features: int, *, bias: bool, like: Tensor | None = None) -> nn.Linear:

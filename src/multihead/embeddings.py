@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from multihead.data import pad_batch
+from multihead.errors import CheckpointError, ConfigError
 from multihead.interop import encoder_of, load_pretrained
 from multihead.models import Encoder
 from multihead.models.heads import pool
@@ -60,11 +61,11 @@ class SentenceEncoder:
         directory's sentence-transformers setting, else the model's position limit."""
         pretrained = load_pretrained(model_dir)
         if pretrained.tokenizer is None:
-            raise ValueError(f"{pretrained.path}: no tokenizer.json or vocab.txt; expected the model's tokenizer")
+            raise CheckpointError(f"{pretrained.path}: no tokenizer.json or vocab.txt; expected the model's tokenizer")
         encoder = encoder_of(pretrained.model).eval()
         length = max_length or _configured_max_length(pretrained.path, pretrained.config) or encoder.config.max_length
         if length < 2:
-            raise ValueError(f"max_length must be >= 2, got {length}")
+            raise ConfigError(f"max_length must be >= 2, got {length}")
         return cls(encoder=encoder, tokenizer=pretrained.tokenizer, max_length=length)
 
     @property
@@ -76,7 +77,7 @@ class SentenceEncoder:
         if isinstance(texts, str):
             raise TypeError("texts must be a sequence of strings, got a single str; wrap it in a list")
         if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+            raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
         ids = self.tokenizer.encode_batch(list(texts), max_length=self.max_length)
         pad_id = self.encoder.config.pad_id if self.encoder.config.pad_id is not None else 0
         out = torch.zeros(len(ids), self.dimension)
@@ -112,5 +113,5 @@ def _configured_max_length(directory: Path, config: dict[str, Any]) -> int | Non
     try:
         value = json.loads(path.read_text(encoding="utf-8")).get("max_seq_length")
     except (json.JSONDecodeError, AttributeError) as error:
-        raise ValueError(f"{path}: expected a JSON object with max_seq_length") from error
+        raise CheckpointError(f"{path}: expected a JSON object with max_seq_length") from error
     return value if isinstance(value, int) and not isinstance(value, bool) else None

@@ -13,6 +13,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from multihead.errors import ConfigError
+
 __all__ = ["accuracy", "accuracy_interval", "classification_report", "compare_reports", "confusion_matrix", "macro_f1",
            "mcnemar_test", "per_class_scores", "verdict"]
 
@@ -65,8 +67,8 @@ def mcnemar_test(first_correct: Sequence[bool] | Tensor, second_correct: Sequenc
     """
     first, second = _as_tensor(first_correct).bool(), _as_tensor(second_correct).bool()
     if first.shape != second.shape:
-        raise ValueError(f"the two classifiers were scored on different numbers of examples: "
-                         f"{first.numel()} vs {second.numel()}")
+        raise ConfigError(f"the two classifiers were scored on different numbers of examples: "
+                          f"{first.numel()} vs {second.numel()}")
     first_only, second_only = int((first & ~second).sum()), int((second & ~first).sum())
     disagreements, fewer = first_only + second_only, min(first_only, second_only)
     tail = sum(math.comb(disagreements, k) for k in range(fewer + 1)) / 2.0**disagreements
@@ -87,12 +89,12 @@ def compare_reports(first: dict[str, Any], second: dict[str, Any]) -> dict[str, 
     """
     for name, report in (("first", first), ("second", second)):
         if "predictions" not in report or "targets" not in report:
-            raise ValueError(f"the {name} report has no per-example predictions; score it with with_predictions=True")
+            raise ConfigError(f"the {name} report has no per-example predictions; score it with with_predictions=True")
     first_truth = [first["labels"][t] for t in first["targets"]]
     second_truth = [second["labels"][t] for t in second["targets"]]
     if first_truth != second_truth:
-        raise ValueError(f"the two reports were made on different examples ({len(first_truth)} and "
-                         f"{len(second_truth)} examples, or the same number with other labels)")
+        raise ConfigError(f"the two reports were made on different examples ({len(first_truth)} and "
+                          f"{len(second_truth)} examples, or the same number with other labels)")
     first_correct = [p == t for p, t in zip(first["predictions"], first["targets"], strict=True)]
     second_correct = [p == t for p, t in zip(second["predictions"], second["targets"], strict=True)]
     return mcnemar_test(first_correct, second_correct)

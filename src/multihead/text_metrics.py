@@ -15,6 +15,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from multihead.errors import ConfigError
+
 __all__ = ["ROUGE_TYPES", "Score", "bits_per_character", "bleu", "chrf", "perplexity", "rouge", "rouge_n",
            "rouge_tokens"]
 
@@ -48,7 +50,7 @@ def _reference_streams(hypotheses: Sequence[str], references: Sequence[str] | Se
         raise TypeError("hypotheses and references must be sequences of strings, got a single str; wrap it in a list")
     hypotheses = list(hypotheses)
     if not hypotheses:
-        raise ValueError("no hypotheses; expected at least one hypothesis and its reference")
+        raise ConfigError("no hypotheses; expected at least one hypothesis and its reference")
     if all(isinstance(reference, str) for reference in references):
         streams = [list(references)]  # type: ignore[arg-type]
     else:
@@ -56,8 +58,8 @@ def _reference_streams(hypotheses: Sequence[str], references: Sequence[str] | Se
     for index, stream in enumerate(streams):
         if len(stream) != len(hypotheses):
             which = "references" if len(streams) == 1 else f"reference stream {index}"
-            raise ValueError(f"{len(hypotheses)} hypotheses but {len(stream)} {which}; expected one reference per "
-                             f"hypothesis")
+            raise ConfigError(f"{len(hypotheses)} hypotheses but {len(stream)} {which}; expected one reference per "
+                              f"hypothesis")
         for position, text in enumerate(stream):
             if not isinstance(text, str):
                 raise TypeError(f"reference {position} must be a str, got {type(text).__name__}")

@@ -20,6 +20,9 @@ from typing import Any
 import tokenizers
 from tokenizers import Regex, decoders, models, normalizers, pre_tokenizers, trainers
 
+from multihead.errors import ConfigError
+from multihead.limits import MAX_VOCAB, check_bound
+
 __all__ = ["TOKENIZER_KINDS", "UNK_NAMES", "build_trainer", "checked_texts", "has_text", "pick", "train_backend",
            "untrained_backend", "validate_options"]
 
@@ -109,27 +112,28 @@ def lines_of(paths: Sequence[str]) -> Iterator[str]:
 def validate_options(kind: str, vocab_size: int, special_tokens: Sequence[str], min_frequency: int) -> tuple[str, ...]:
     """Check the training options; return the special tokens as a tuple."""
     if kind not in TOKENIZER_KINDS:
-        raise ValueError(f"kind must be one of {TOKENIZER_KINDS}, got {kind!r}")
+        raise ConfigError(f"kind must be one of {TOKENIZER_KINDS}, got {kind!r:.80}")
     if isinstance(special_tokens, str):
         raise TypeError(f"special_tokens must be a sequence of strings, got the single str {special_tokens!r}")
     specials = tuple(special_tokens)
     for token in specials:
         if not isinstance(token, str) or not token:
-            raise ValueError(f"special tokens must be non-empty strings, got {token!r} in {specials}")
+            raise ConfigError(f"special tokens must be non-empty strings, got {token!r} in {specials}")
     if len(set(specials)) != len(specials):
-        raise ValueError(f"special_tokens must not repeat a token, got {specials}")
+        raise ConfigError(f"special_tokens must not repeat a token, got {specials}")
     if kind != "byte_bpe" and pick(specials, UNK_NAMES) is None:
-        raise ValueError(
+        raise ConfigError(
             f"kind {kind!r} needs an unknown token ({' or '.join(UNK_NAMES)}) in special_tokens, got {specials}"
         )
     smallest = len(specials) + (BYTE_ALPHABET if kind == "byte_bpe" else 1)
     if isinstance(vocab_size, bool) or not isinstance(vocab_size, int) or vocab_size < smallest:
-        raise ValueError(
+        raise ConfigError(
             f"vocab_size must be an int >= {smallest} for kind {kind!r} with {len(specials)} special tokens, "
             f"got {vocab_size!r}"
         )
+    check_bound("vocab_size", vocab_size, MAX_VOCAB, hint="the trainer reserves memory for every token asked for")
     if isinstance(min_frequency, bool) or not isinstance(min_frequency, int) or min_frequency < 0:
-        raise ValueError(f"min_frequency must be an int >= 0, got {min_frequency!r}")
+        raise ConfigError(f"min_frequency must be an int >= 0, got {min_frequency!r}")
     return specials
 
 
@@ -206,5 +210,5 @@ def has_text(path: Path, chunk_chars: int = 1 << 16) -> bool:
                 if not chunk.isspace():
                     return True
     except UnicodeDecodeError as exc:
-        raise ValueError(f"training file {str(path)!r} is not UTF-8 text: {exc}") from exc
+        raise ConfigError(f"training file {str(path)!r} is not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
     return False

@@ -23,6 +23,8 @@ import tokenizers
 from tokenizers import decoders, models, normalizers, pre_tokenizers, processors
 
 from multihead.atomic import write_text_atomic
+from multihead.errors import CheckpointError, ConfigError
+from multihead.limits import text_cap
 from multihead.tokenizer_config import ROLES, read_tokenizer_config, tokenizer_config_values, write_tokenizer_config
 from multihead.tokenizer_training import (
     TOKENIZER_KINDS,
@@ -80,7 +82,7 @@ class Tokenizer:
         if not isinstance(backend, tokenizers.Tokenizer):
             raise TypeError(f"backend must be a tokenizers.Tokenizer, got {type(backend).__name__}")
         if kind is not None and kind not in TOKENIZER_KINDS:
-            raise ValueError(f"kind must be one of {TOKENIZER_KINDS} or None, got {kind!r}")
+            raise ConfigError(f"kind must be one of {TOKENIZER_KINDS} or None, got {kind!r}")
         if backend.padding is not None or backend.truncation is not None:
             backend = tokenizers.Tokenizer.from_str(backend.to_str())
             backend.no_padding()
@@ -90,8 +92,8 @@ class Tokenizer:
         self.special_tokens: dict[str, str] = dict(special_tokens or {})
         for role, token in self.special_tokens.items():
             if role not in ROLES or backend.token_to_id(token) is None:
-                raise ValueError(f"special_tokens[{role!r}] = {token!r}: expected a role among {ROLES} and a token "
-                                 f"of the vocabulary")
+                raise ConfigError(f"special_tokens[{role!r}] = {token!r}: expected a role among {ROLES} and a token "
+                                  f"of the vocabulary")
         if chat_template is not None and not isinstance(chat_template, str):
             raise TypeError(f"chat_template must be a str or None, got {type(chat_template).__name__}")
         self.chat_template = chat_template
@@ -114,12 +116,12 @@ class Tokenizer:
             raise TypeError(f"files must be a sequence of paths, got the single path {str(files)!r}; wrap it in a list")
         paths = [str(file) for file in files]
         if not paths:
-            raise ValueError("files is empty; expected at least one text file to train on")
+            raise ConfigError("files is empty; expected at least one text file to train on")
         for path in paths:
             if not Path(path).is_file():
                 raise MissingFileError(f"training file {path!r} does not exist or is not a file")
         if not any(has_text(Path(path)) for path in paths):
-            raise ValueError(f"training files {paths} hold no text; expected non-empty UTF-8 text")
+            raise ConfigError(f"training files {paths} hold no text; expected non-empty UTF-8 text")
         return cls._train(
             lambda: lines_of(paths), kind=kind, vocab_size=vocab_size, special_tokens=special_tokens,
             lowercase=lowercase, min_frequency=min_frequency,
@@ -137,7 +139,7 @@ class Tokenizer:
         counter = [0]
         corpus = list(checked_texts(texts, counter))  # read twice: for the alphabet, then to train
         if counter[0] == 0:
-            raise ValueError("texts holds no text; expected at least one non-blank string to train on")
+            raise ConfigError("texts holds no text; expected at least one non-blank string to train on")
         return cls._train(
             lambda: corpus, kind=kind, vocab_size=vocab_size, special_tokens=special_tokens, lowercase=lowercase,
             min_frequency=min_frequency,
@@ -156,9 +158,9 @@ class Tokenizer:
         except (TypeError, ValueError):
             raise
         except Exception as exc:  # the backend raises bare Exception
-            raise ValueError(f"training a {kind!r} tokenizer with vocab_size={vocab_size} failed: {exc}") from exc
+            raise ConfigError(f"training a {kind!r} tokenizer with vocab_size={vocab_size} failed: {exc}") from exc
         if (size := backend.get_vocab_size(with_added_tokens=True)) > vocab_size:
-            raise ValueError(
+            raise ConfigError(
                 f"vocab_size={vocab_size} is too small for a {kind!r} tokenizer on this corpus: its alphabet "
                 f"alone needs {size} tokens; raise vocab_size"
             )
@@ -225,18 +227,23 @@ class Tokenizer:
                 if (token_id := self._role_id(role)) is not None and (token := self.id_to_token(token_id))}
 
     def encode(self, text: str, *, max_length: int | None = None, add_special_tokens: bool = True) -> list[int]:
-        """Token ids of one text; ``max_length`` truncates the text and keeps the special tokens."""
+        """Token ids of one text; ``max_length`` truncates the text and keeps the special tokens.
+
+        With ``max_length``, only the first :func:`multihead.limits.text_cap` characters reach the backend
+        (64 a token, plus 1,024): a 50 MB line costs what its head costs, not gigabytes of token offsets.
+        """
         if not isinstance(text, str):
             raise TypeError(f"text must be a str, got {type(text).__name__}")
         if max_length is None:
             return self._backend.encode(text, add_special_tokens=add_special_tokens).ids
         budget = self._budget(max_length, add_special_tokens)
-        return self._truncate(self._backend.encode(text, add_special_tokens=False), budget, add_special_tokens)
+        head = text[:text_cap(max_length)]
+        return self._truncate(self._backend.encode(head, add_special_tokens=False), budget, add_special_tokens)
 
     def encode_batch(
         self, texts: Sequence[str], *, max_length: int | None = None, add_special_tokens: bool = True
     ) -> list[list[int]]:
-        """``[encode(t) for t in texts]``, encoded in parallel by the backend."""
+        """``[encode(t) for t in texts]`` (each cut as ``encode`` cuts it), encoded in parallel by the backend."""
         if isinstance(texts, str):
             raise TypeError("texts must be a sequence of strings, got a single str; use encode()")
         texts = list(texts)
@@ -246,7 +253,8 @@ class Tokenizer:
         if max_length is None:
             return [e.ids for e in self._backend.encode_batch(texts, add_special_tokens=add_special_tokens)]
         budget = self._budget(max_length, add_special_tokens)
-        encodings = self._backend.encode_batch(texts, add_special_tokens=False)
+        cap = text_cap(max_length)
+        encodings = self._backend.encode_batch([text[:cap] for text in texts], add_special_tokens=False)
         return [self._truncate(encoding, budget, add_special_tokens) for encoding in encodings]
 
     def decode(self, ids: Sequence[int], *, skip_special_tokens: bool = True) -> str:
@@ -261,8 +269,9 @@ class Tokenizer:
     def _budget(self, max_length: int, add_special_tokens: bool) -> int:
         added = self._backend.num_special_tokens_to_add(False) if add_special_tokens else 0
         if isinstance(max_length, bool) or not isinstance(max_length, int) or max_length < max(added, 1):
-            raise ValueError(
-                f"max_length must be an int >= {max(added, 1)} (room for {added} special tokens), got {max_length!r}"
+            raise ConfigError(
+                f"max_length must be an int >= {max(added, 1)} (room for {added} special tokens), got "
+                f"{max_length!r:.80}"
             )
         return max_length - added
 
@@ -344,7 +353,7 @@ def _read_tokenizer_json(file: Path) -> tokenizers.Tokenizer:
     try:
         return tokenizers.Tokenizer.from_file(str(file))
     except Exception as exc:  # the backend raises bare Exception
-        raise ValueError(f"{str(file)!r} is not a valid {_TOKENIZER_FILE}: {exc}") from exc
+        raise CheckpointError(f"{str(file)!r} is not a valid {_TOKENIZER_FILE}: {str(exc)[:200]}") from exc
 
 
 def _read_bert_vocab(vocab_file: Path) -> tokenizers.Tokenizer:
@@ -355,19 +364,21 @@ def _read_bert_vocab(vocab_file: Path) -> tokenizers.Tokenizer:
         try:
             config = json.loads(config_file.read_text(encoding="utf-8"))
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise ValueError(f"{str(config_file)!r} is not valid JSON: {exc}") from exc
+            raise CheckpointError(f"{str(config_file)!r} is not valid JSON: {exc}") from exc
         if not isinstance(config, dict):
-            raise ValueError(f"{str(config_file)!r} must hold a JSON object, got {type(config).__name__}")
+            raise CheckpointError(f"{str(config_file)!r} must hold a JSON object, got {type(config).__name__}")
     lowercase = config.get("do_lower_case", True)
     if not isinstance(lowercase, bool):
-        raise ValueError(f"do_lower_case in {str(config_file)!r} must be true or false, got {lowercase!r}")
+        raise CheckpointError(f"do_lower_case in {str(config_file)!r} must be true or false, got {lowercase!r}")
     names = {role: _token_name(config.get(f"{role}_token"), default) for role, default in _BERT_SPECIALS.items()}
     try:
         vocab = models.WordPiece.read_file(str(vocab_file))
     except Exception as exc:  # the backend raises bare Exception
-        raise ValueError(f"{str(vocab_file)!r} is not a readable vocab.txt (one UTF-8 token a line): {exc}") from exc
+        raise CheckpointError(f"{str(vocab_file)!r} is not a readable vocab.txt (one UTF-8 token a line): "
+                              f"{str(exc)[:200]}") from exc
     if names["unk"] not in vocab:
-        raise ValueError(f"{str(vocab_file)!r} lacks the unknown token {names['unk']!r}; expected a BERT vocab.txt")
+        raise CheckpointError(f"{str(vocab_file)!r} lacks the unknown token {names['unk']!r}; expected a BERT "
+                              "vocab.txt")
     backend = tokenizers.Tokenizer(models.WordPiece(vocab, unk_token=names["unk"], max_input_chars_per_word=100))
     backend.normalizer = normalizers.BertNormalizer(
         clean_text=True,

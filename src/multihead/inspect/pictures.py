@@ -25,7 +25,8 @@ def _pyplot() -> Any:
     try:
         import matplotlib
     except ImportError as error:  # pragma: no cover - depends on the environment
-        raise ImportError("pictures need matplotlib: pip install matplotlib (or multihead[plots])") from error
+        raise ModuleNotFoundError("pictures need matplotlib: pip install matplotlib (or multihead[plots])",
+                                  name="matplotlib") from error
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 

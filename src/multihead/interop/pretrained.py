@@ -16,6 +16,7 @@ from typing import Any
 
 from torch import nn
 
+from multihead.errors import ConfigError
 from multihead.interop.files import is_hf_directory
 from multihead.interop.hf import load_hf
 from multihead.model_dir import load_model_dir
@@ -99,8 +100,8 @@ def encoder_of(model: nn.Module) -> Encoder:
     encoder = getattr(model, "encoder", None)
     if isinstance(encoder, Encoder):
         return encoder
-    raise ValueError(f"a {type(model).__name__} has no Encoder; expected an encoder, a classifier or an "
-                     f"encoder-decoder")
+    raise ConfigError(f"a {type(model).__name__} has no Encoder; expected an encoder, a classifier or an "
+                      f"encoder-decoder")
 
 
 def classifier_from_pretrained(
@@ -116,8 +117,8 @@ def classifier_from_pretrained(
     overrides = dict(overrides or {})
     fixed = sorted(set(overrides) - set(FINE_TUNING_FIELDS))
     if fixed:
-        raise ValueError(f"model.{fixed[0]} is fixed by the pretrained model at {path}; with init_from only "
-                         f"{list(FINE_TUNING_FIELDS)} may be set")
+        raise ConfigError(f"model.{fixed[0]} is fixed by the pretrained model at {path}; with init_from only "
+                          f"{list(FINE_TUNING_FIELDS)} may be set")
     pretrained = load_pretrained(path)
     encoder = encoder_of(pretrained.model)
     classifier = SequenceClassifier(encoder.config.replace(**overrides), n_classes=n_classes, pooling=pooling)

@@ -337,9 +337,9 @@ class _MetricsLog:
                 try:
                     from torch.utils.tensorboard import SummaryWriter
                 except ImportError as error:
-                    raise ImportError(
-                        "training.tensorboard needs the tensorboard package: pip install tensorboard"
-                    ) from error
+                    raise ModuleNotFoundError(
+                        "training.tensorboard needs the tensorboard package: pip install tensorboard",
+                        name="tensorboard") from error
                 self.writer = SummaryWriter(str(output_dir / "tensorboard"))
 
     def write(self, record: dict[str, Any]) -> None:
