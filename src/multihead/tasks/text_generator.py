@@ -11,7 +11,7 @@ from typing import Any
 
 import torch
 
-from multihead.errors import ConfigError
+from multihead.errors import CheckpointError, ConfigError
 from multihead.experiment import recorded_split
 from multihead.generation import GenerationConfig, generate, stream
 from multihead.generation.state import LANGUAGE_MODELS
@@ -43,7 +43,7 @@ class TextGenerator:
         if not ids:
             bos = self.tokenizer.bos_id if self.tokenizer.bos_id is not None else self.tokenizer.eos_id
             if bos is None:
-                raise ValueError("an empty prompt needs a [BOS] or [EOS] token to start from; give a prompt")
+                raise ConfigError("an empty prompt needs a [BOS] or [EOS] token to start from; give a prompt")
             ids = [bos]
         return ids[-self.model.config.max_length + 1:]
 
@@ -73,9 +73,9 @@ class TextGenerator:
         if getattr(model, "positions", None) != "learned" or len(ids) + config.max_new_tokens <= model.max_length:
             return False
         if config.num_beams != 1 or config.num_return_sequences != 1:
-            raise ValueError(f"{len(ids)} prompt tokens + max_new_tokens {config.max_new_tokens} exceed the model's "
-                             f"context of {model.max_length} learned positions; beyond it only one greedy or sampled "
-                             "sequence can be written (num_beams 1, num_return_sequences 1)")
+            raise ConfigError(f"{len(ids)} prompt tokens + max_new_tokens {config.max_new_tokens} exceed the model's "
+                              f"context of {model.max_length} learned positions; beyond it only one greedy or sampled "
+                              "sequence can be written (num_beams 1, num_return_sequences 1)")
         return True
 
     def _windowed(self, prompt: list[int], config: GenerationConfig) -> Iterator[str]:
@@ -123,9 +123,9 @@ def load_text_generator(model_dir: str | Path) -> TextGenerator:
         loaded = load_model_dir(path)
         model, tokenizer, config = loaded.model, loaded.tokenizer, loaded.config
     if not isinstance(model, LANGUAGE_MODELS):
-        raise ValueError(f"{model_dir}: holds a {type(model).__name__}, expected a DecoderLM (a language model)")
+        raise CheckpointError(f"{model_dir}: holds a {type(model).__name__}, expected a DecoderLM (a language model)")
     if tokenizer is None:
-        raise ValueError(f"{model_dir}: no tokenizer.json; expected the tokenizer the model was trained with")
+        raise CheckpointError(f"{model_dir}: no tokenizer.json; expected the tokenizer the model was trained with")
     return TextGenerator(model=model, tokenizer=tokenizer, config=config)
 
 
