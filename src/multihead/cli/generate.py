@@ -29,6 +29,8 @@ def _decoding_options(parser: argparse.ArgumentParser, *, beams: int) -> None:
     group.add_argument("--seed", type=int, help="seed of the sampler (repeatable samples)")
     group.add_argument("--stop", action="append", metavar="TEXT", help="stop when this text appears (repeatable)")
     group.add_argument("--stream", action="store_true", help="print the text as it is decoded")
+    group.add_argument("--runtime", default="torch", choices=["torch", "onnx"], help="onnx: MODEL_DIR is a folder "
+                       "written by `multihead export --format onnx`, run on onnxruntime (default torch)")
 
 
 def _options(args: argparse.Namespace) -> dict[str, Any]:
@@ -79,7 +81,12 @@ def _translate(args: argparse.Namespace) -> int:
     from multihead.tasks.seq2seq_eval import load_seq2seq
 
     options = _options(args)  # option errors before the model is read
-    model = load_seq2seq(args.model_dir)
+    if args.runtime == "onnx":
+        from multihead.export import load_onnx_translator
+
+        model = load_onnx_translator(args.model_dir)
+    else:
+        model = load_seq2seq(args.model_dir)  # type: ignore[assignment]
     config = model.generation_config(**options)
     texts = texts_from_arguments(args)
     if args.stream:
@@ -101,8 +108,15 @@ def _generate(args: argparse.Namespace) -> int:
 
         if args.prompt:
             raise ConfigError("--prompt continues a text and --chat sends a chat message; give one of them")
+        if args.runtime == "onnx":
+            raise ConfigError("--chat runs on the torch runtime only; leave out --runtime onnx")
         return chat_once(args.model_dir, args.chat, system=args.system, options=options, stream=args.stream)
-    generator = load_text_generator(args.model_dir)
+    if args.runtime == "onnx":
+        from multihead.export import load_onnx_text_generator
+
+        generator = load_onnx_text_generator(args.model_dir)
+    else:
+        generator = load_text_generator(args.model_dir)  # type: ignore[assignment]
     config = generator.generation_config(**options)
     if args.stream:
         sys.stdout.write(args.prompt)
@@ -116,6 +130,8 @@ def _generate(args: argparse.Namespace) -> int:
 
 def _summarize(args: argparse.Namespace) -> int:
     texts = texts_from_arguments(args)
+    if args.runtime == "onnx":  # exported summarisers are encoder-decoders
+        return _translate(args)
     from multihead.tasks.registry import task_of_model
 
     task = task_of_model(args.model_dir)

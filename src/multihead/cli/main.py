@@ -12,6 +12,7 @@ import multihead
 from multihead.cli.answer import add_answer_commands
 from multihead.cli.chat import add_chat_commands
 from multihead.cli.compare import add_compare_commands
+from multihead.cli.export import add_export_commands
 from multihead.cli.failures import (
     BAD_INPUT,
     EXIT_BAD_INPUT,
@@ -139,7 +140,13 @@ def _predict(args: argparse.Namespace) -> int:
     from multihead.tasks.classification import predict
 
     texts = texts_from_arguments(args, action="predict")
-    for prediction in predict(args.model_dir, texts):
+    if args.runtime == "onnx":
+        from multihead.export import predict_onnx
+
+        predictions = predict_onnx(args.model_dir, texts)
+    else:
+        predictions = predict(args.model_dir, texts)
+    for prediction in predictions:
         if args.json:
             print(json.dumps({"text": prediction.text, "label": prediction.label,
                               "probabilities": prediction.probabilities}))
@@ -207,6 +214,8 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("texts", nargs="*", metavar="TEXT", help="texts to label")
     predict.add_argument("--file", help="also label every non-empty line of this file")
     predict.add_argument("--json", action="store_true", help="one JSON object per text, with all probabilities")
+    predict.add_argument("--runtime", default="torch", choices=["torch", "onnx"], help="onnx: MODEL_DIR is a folder "
+                         "written by `multihead export --format onnx`, run on onnxruntime (default torch)")
     predict.set_defaults(run=_predict)
 
     add_generation_commands(commands)
@@ -218,6 +227,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_heads_commands(commands)
     add_serve_commands(commands)
     add_answer_commands(commands)
+    add_export_commands(commands)
 
     tokenizer = commands.add_parser("tokenizer", help="tokenizer tools")
     tokenizer_commands = tokenizer.add_subparsers(dest="tokenizer_command", required=True, metavar="ACTION")
