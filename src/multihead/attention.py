@@ -145,8 +145,10 @@ class MultiHeadAttention(nn.Module):
             keys = (cache.length if filled else context.shape[1]) if context is not None else past + query_length
             mask = validate_mask(mask, batch, self.n_heads, query_length, keys)
         # New keys that no query may see are zeroed where the kernel does not do it (one query) and before a
-        # cache keeps them for later steps: padding holding NaN must not reach any output.
-        hide = mask is not None and (cache is not None or query_length == 1)
+        # cache keeps them for later steps: padding holding NaN must not reach any output. A decoding step's one
+        # new self-attention key is its own token's (caches may write it at a column of its row's own).
+        hide = mask is not None and (cache is not None or query_length == 1) and (context is not None
+                                                                                 or query_length > 1)
         if context is not None:
             if cache is not None and cache.length > 0:
                 k, v = cache.cached()
