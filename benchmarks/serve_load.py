@@ -16,9 +16,9 @@ Each level runs N clients (1, 4, 16, 64) for ``--duration`` seconds; each client
 one after another, prompts drawn (seeded) from short, medium and long texts, ``max_tokens`` fixed and sampling at
 temperature 0.7 so that answers differ in length. Figures per server and level: requests/s, output tokens/s
 (from each answer's ``usage``), time to first token (TTFT) p50/p99 and inter-token latency (ITL: an answer's time
-per output token after the first) p50/p99 in milliseconds, 5xx answers,
-other errors, dropped streams (no ``[DONE]``), and server RSS before and after. ``--soak S`` then runs 16
-clients against ``multihead`` for S seconds and reports its RSS over time (growth after the first minute).
+per output token after the first) p50/p99 in milliseconds, 5xx answers, other errors, dropped streams (ended
+without a finish reason), and server RSS before and after. ``--soak S`` then runs 16 clients against
+``multihead`` for S seconds and reports its RSS over time (growth after the first minute).
 """
 
 from __future__ import annotations
@@ -164,7 +164,7 @@ async def _one(client: httpx.AsyncClient, server: Server, prompt: str, max_token
     first = last = None
     pieces = 0
     usage = None
-    done = False
+    done = finished = False
     try:
         async with client.stream("POST", server.url + "/v1/chat/completions", json=body) as response:
             if response.status_code != 200:
@@ -185,6 +185,7 @@ async def _one(client: httpx.AsyncClient, server: Server, prompt: str, max_token
                 if chunk.get("usage"):
                     usage = chunk["usage"]
                 for choice in chunk.get("choices") or []:
+                    finished = finished or bool(choice.get("finish_reason"))
                     if (choice.get("delta") or {}).get("content"):
                         last = time.perf_counter()
                         if first is None:
@@ -194,7 +195,7 @@ async def _one(client: httpx.AsyncClient, server: Server, prompt: str, max_token
     except httpx.HTTPError:
         level.dropped += 1
         return
-    if not done:
+    if not (done or finished):  # an answer ends with a finish reason (OpenAI's streams also with [DONE])
         level.dropped += 1
         return
     tokens = usage["completion_tokens"] if usage else pieces
