@@ -94,9 +94,9 @@ def test_bad_json_lines_name_the_file_and_line(tmp_path: Path, record: dict, mes
 
 def test_bad_squad_json_names_the_line_and_place(tmp_path: Path) -> None:
     qas = [{"id": "ok", "question": "Where?", "answers": [{"text": "Warsaw", "answer_start": 24}]},
-           {"id": "wrong", "question": "When?", "answers": [{"text": "1867", "answer_start": 33}]}]
-    path = write(tmp_path / "pretty.json", squad_document(qas), indent=2)
-    line = next(n for n, text in enumerate(path.read_text().splitlines(), start=1) if '"wrong"' in text)
+           {"id": "wr\u00f6ng", "question": "When?", "answers": [{"text": "1867", "answer_start": 33}]}]
+    path = write(tmp_path / "pretty.json", squad_document(qas), indent=2)  # the id written as "wr\u00f6ng"
+    line = next(n for n, text in enumerate(path.read_text().splitlines(), start=1) if "wr\\u00f6ng" in text)
     with pytest.raises(DataError, match=rf"^{path}:{line}: data\[0\]\.paragraphs\[0\]\.qas\[1\]\.answers\[0\]: "
                                         r"answer_start 33 gives ' 186'"):
         read_qa_file(path)

@@ -95,7 +95,8 @@ class _Where:
             return self.line
         if not self.multiline or not isinstance(qid, str) or not qid:
             return None
-        position = self.text.find(json.dumps(qid))
+        positions = [self.text.find(json.dumps(qid, ensure_ascii=ascii)) for ascii in (False, True)]
+        position = min((p for p in positions if p >= 0), default=-1)
         return None if position < 0 else self.text.count("\n", 0, position) + 1
 
     def error(self, message: str, place: str, qid: Any = None) -> DataError:
