@@ -238,3 +238,13 @@ def test_package_names_resolve_to_the_gguf_file(good: Path) -> None:
     pretrained = load_pretrained(good)
     assert pretrained.format == "gguf" and pretrained.labels is None
     assert pretrained.config["general.architecture"] == "llama" and "tokenizer.ggml.tokens" not in pretrained.config
+
+
+def test_inspect_reads_a_gguf_file(good: Path) -> None:
+    from multihead.inspect import attention_for_text
+
+    maps = attention_for_text(good, "the other theater", max_new_tokens=3)
+    assert maps.heads == (0, 1, 2, 3) and len(maps.layers("decoder", "self")) == 2
+    weights = maps.weights[maps.layers("decoder", "self")[0]]  # (H, T, T), causal rows summing to one
+    torch.testing.assert_close(weights.sum(dim=-1), torch.ones(weights.shape[:2]), atol=1e-5, rtol=0)
+    assert bool((weights.triu(diagonal=1) == 0).all())

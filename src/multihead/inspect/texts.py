@@ -62,7 +62,10 @@ def attention_for_text(
         teacher_forced: for generated outputs, one forward pass over the output instead of capture during
             generation.
     """
-    architecture = json.loads((Path(model_dir) / "config.json").read_text(encoding="utf-8")).get("architecture")
+    if str(model_dir).startswith("package:") or Path(model_dir).suffix == ".gguf":
+        architecture = "DecoderLM"  # a llama.cpp file (or a package shipping one): a language model
+    else:
+        architecture = json.loads((Path(model_dir) / "config.json").read_text(encoding="utf-8")).get("architecture")
     options = {"layers": None if layers is None else list(layers), "heads": None if heads is None else list(heads),
                "kinds": tuple(kinds)}
     if architecture == "ClassifierEnsemble":
