@@ -114,7 +114,7 @@ def _search(
     if pad_id is None:
         pad_id = model.config.pad_id if model.config.pad_id is not None else 0
     state = DecodingState(model, rows, max_new_tokens=config.max_new_tokens, use_cache=config.use_cache,
-                          bos_id=config.bos_id, pad_id=pad_id, on_forward=on_forward)
+                          bos_id=config.bos_id, pad_id=pad_id, on_forward=on_forward, compile=config.compile)
     if config.num_beams > 1:
         return BeamSearch(state, config, stopping)
     return TokenSearch(state, config, stopping, generator)

@@ -53,6 +53,12 @@ class GenerationConfig:
             large weights (:class:`multihead.generation.one_row.OneRowWeights`): batch-1 decoding reads the
             weights at full memory bandwidth, about 1.2x faster, at the cost of a second copy of those
             weights kept with the model for later calls.
+        compile: run each decoding step (one new token a row, after the prompt) through ``torch.compile``
+            over the preallocated key/value cache as fixed-shape buffers: a step writes its keys at the cache
+            position and attends over every slot with a mask, so the shapes stay the same from step to step and
+            nothing recompiles per step. The first call compiles (seconds to a minute); the graphs are kept for
+            later calls of the same model. Needs ``use_cache``; ``DecoderLM`` and ``EncoderDecoder`` only (not
+            ALiBi, whose bias needs the position as a number).
     """
 
     max_new_tokens: int = 128
@@ -75,6 +81,7 @@ class GenerationConfig:
     stop_strings: tuple[str, ...] = ()
     use_cache: bool = True
     transposed_weights: bool = False
+    compile: bool = False
 
     def __post_init__(self) -> None:
         for name in ("max_new_tokens", "num_beams", "num_return_sequences"):
@@ -87,7 +94,7 @@ class GenerationConfig:
         for name in ("seed", "eos_id", "bos_id", "pad_id"):
             if getattr(self, name) is not None:
                 _check_int(name, getattr(self, name), minimum=0)
-        for name in ("do_sample", "early_stopping", "use_cache", "transposed_weights"):
+        for name in ("do_sample", "early_stopping", "use_cache", "transposed_weights", "compile"):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(f"GenerationConfig.{name} must be True or False, got {getattr(self, name)!r:.80}")
         for name in ("temperature", "repetition_penalty"):
@@ -100,6 +107,10 @@ class GenerationConfig:
         if self.top_p is not None and (not _is_real(self.top_p) or not 0.0 < self.top_p <= 1.0):
             raise ConfigError(f"GenerationConfig.top_p must be a number in (0, 1] or None, got {self.top_p!r:.80}")
         self._normalise_stops()
+        if self.compile and not self.use_cache:
+            raise ConfigError("GenerationConfig.compile compiles the cached decoding step; it needs use_cache=True")
+        if self.compile and self.transposed_weights:
+            raise ConfigError("GenerationConfig.compile and transposed_weights cannot be combined; choose one")
         if self.do_sample and self.num_beams > 1:
             raise ConfigError(
                 f"GenerationConfig.num_beams must be 1 when do_sample=True (beam sampling is not supported), "

@@ -9,7 +9,8 @@ repeat or reorder rows, for finished rows and beams).
 - ``EncoderDecoder`` sources are right-padded and encoded once; every row starts from ``bos_id``.
   With the cache, cross-attention keys and values are computed on the first decoding step and reused.
 - With ``use_cache`` the prompt is run once and each later step feeds one token; without it, every
-  step recomputes the whole prefix.
+  step recomputes the whole prefix. With ``compile`` too, those one-token steps run through ``torch.compile``
+  over the cache buffers (:mod:`multihead.generation.compiled`).
 - Token ids and the key mask live in buffers preallocated for every step (as the KV cache is); a step writes
   one column, and ``ids``/``key_mask`` are views of the columns written so far.
 - The recurrent baselines (``RNNEncoderDecoder``, ``LSTMLanguageModel``) have the same methods; their
@@ -27,6 +28,7 @@ import torch
 from torch import Tensor
 
 from multihead.cache import DecoderCache
+from multihead.generation.compiled import check_compilable, compiled_step
 from multihead.masks import padding_mask_from_lengths
 from multihead.models.decoder import DecoderLM
 from multihead.models.recurrent_state import RecurrentState
@@ -55,6 +57,7 @@ class DecodingState:
         pad_id: token id written at padded positions (masked everywhere).
         on_forward: called with the token ids so far of every row ``(N, L)`` before each model call
             (what attention capture needs to follow a row through reordering beams).
+        compile: run the cached one-token steps through ``torch.compile`` (``GenerationConfig.compile``).
     """
 
     def __init__(
@@ -67,7 +70,11 @@ class DecodingState:
         bos_id: int | None,
         pad_id: int,
         on_forward: Callable[[Tensor], None] | None = None,
+        compile: bool = False,
     ) -> None:
+        if compile:
+            check_compilable(model)
+        self.compile = compile and use_cache
         self.model = model
         self.on_forward = on_forward
         self.use_cache = use_cache
@@ -154,6 +161,14 @@ class DecodingState:
         if not self.seq2seq:
             position_ids = self.next_position[:, None]  # (N, 1)
             self.next_position = self.next_position + 1
+        if self.compile:
+            assert isinstance(self.cache, DecoderCache)
+            if self.on_forward is not None:
+                self.on_forward(self.ids)
+            if position_ids is None:  # the decoder's positions count from 0 at the start token
+                position_ids = torch.full((self.rows, 1), self.length - 1, device=self.device)  # (N, 1)
+            return compiled_step(self.model, new, position_ids, self._key_mask, self.cache, self.memory,
+                                 self.source_mask)
         return self._run(new, position_ids=position_ids)
 
     def select(self, index: Tensor) -> None:

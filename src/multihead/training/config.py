@@ -44,6 +44,9 @@ class TrainingConfig:
         seed: seeds model init, dropout and data order; CPU runs with the same seed are repeatable.
         progress: show a progress bar; tensorboard: also log to TensorBoard (needs ``tensorboard``).
         device: ``auto`` (CUDA when available), ``cpu`` or ``cuda``.
+        compile: run the training forward and backward through ``torch.compile`` (evaluation stays eager). The
+            first steps compile (seconds to minutes; batches of new lengths compile once more, with dynamic
+            shapes); ``docs/results/deploy.md`` says when it pays.
     """
 
     steps: int = 1000
@@ -70,6 +73,7 @@ class TrainingConfig:
     progress: bool = True
     tensorboard: bool = False
     device: str = "auto"
+    compile: bool = False
 
     def __post_init__(self) -> None:
         for name in ("steps", "batch_size", "accumulation", "eval_every", "log_every"):
@@ -115,5 +119,7 @@ class TrainingConfig:
             raise ConfigError(f"training.mode must be 'max' or 'min', got {self.mode!r:.80}")
         if self.patience is not None and self.patience <= 0:
             raise ConfigError(f"training.patience must be positive or null, got {self.patience}")
+        if not isinstance(self.compile, bool):
+            raise ConfigError(f"training.compile must be true or false, got {self.compile!r:.80}")
         if self.device not in ("auto", "cpu", "cuda"):
             raise ConfigError(f"training.device must be 'auto', 'cpu' or 'cuda', got {self.device!r:.80}")

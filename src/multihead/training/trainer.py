@@ -136,6 +136,8 @@ class Trainer:
             if scaler is not None and scaler_state:
                 scaler.load_state_dict(scaler_state)
         trained = DistributedDataParallel(model) if world_size > 1 else model
+        if config.compile:  # the raw model is still what is evaluated, averaged and saved
+            trained = torch.compile(trained)
         result = TrainResult(self.counters["step"], self.counters["best"], self.counters["best_step"], False, False)
         log = _MetricsLog(self.output_dir, enabled=rank == 0, tensorboard=config.tensorboard)
         bar = tqdm(total=config.steps, initial=self.counters["step"], unit="step", dynamic_ncols=True,
