@@ -25,6 +25,8 @@ def _decoding_options(parser: argparse.ArgumentParser, *, beams: int) -> None:
     group.add_argument("--top-k", type=int, help="sample among the k most likely tokens")
     group.add_argument("--top-p", type=float, help="sample among the smallest set of tokens with this mass")
     group.add_argument("--repetition-penalty", type=float, help="> 1 discourages tokens already generated")
+    group.add_argument("--no-repeat-ngram-size", type=int, help="forbid repeating an n-gram of this size")
+    group.add_argument("--min-new-tokens", type=int, help="no end of sequence before this many tokens")
     group.add_argument("--num-return-sequences", type=int, help="n-best size or number of samples")
     group.add_argument("--seed", type=int, help="seed of the sampler (repeatable samples)")
     group.add_argument("--stop", action="append", metavar="TEXT", help="stop when this text appears (repeatable)")
@@ -38,6 +40,7 @@ def _options(args: argparse.Namespace) -> dict[str, Any]:
                "max_new_tokens": args.max_new_tokens, "do_sample": args.do_sample or None,
                "temperature": args.temperature, "top_k": args.top_k, "top_p": args.top_p,
                "repetition_penalty": args.repetition_penalty, "num_return_sequences": args.num_return_sequences,
+               "no_repeat_ngram_size": args.no_repeat_ngram_size, "min_new_tokens": args.min_new_tokens,
                "seed": args.seed, "stop_strings": tuple(args.stop) if args.stop else None}
     if args.do_sample and args.num_beams != 1:
         raise ConfigError("--do-sample samples one token at a time; use it with --num-beams 1")

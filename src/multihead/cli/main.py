@@ -106,7 +106,8 @@ def _eval(args: argparse.Namespace) -> int:
     if args.window is not None and task.name != "language-model":
         raise ConfigError(f"--window sets a language model's perplexity windows; {args.model_dir} is a {task.name} "
                           f"model")
-    options = {"num_beams": args.num_beams, "length_penalty": args.length_penalty, "window": args.window}
+    options = {"num_beams": args.num_beams, "length_penalty": args.length_penalty, "window": args.window,
+               "no_repeat_ngram_size": args.no_repeat_ngram_size, "min_new_tokens": args.min_new_tokens}
 
     def score(model_dir: str) -> dict[str, Any]:
         return task.evaluate(model_dir, split=args.split, data=args.data, references=args.references,
@@ -199,6 +200,10 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--references", help="reference translations or summaries, line-aligned with DATA")
     evaluate.add_argument("--num-beams", type=int, help="beam size for translation and summarisation (default 4)")
     evaluate.add_argument("--length-penalty", type=float, help="beam length penalty (default: the model's)")
+    evaluate.add_argument("--no-repeat-ngram-size", type=int, help="forbid repeating an n-gram of this size "
+                          "(default: the recipe's decoding section, else off)")
+    evaluate.add_argument("--min-new-tokens", type=int, help="no end of sequence before this many tokens "
+                          "(default: the recipe's decoding section, else 0)")
     evaluate.add_argument("--limit", type=int, help="score only the first N examples")
     evaluate.add_argument("--window", type=int, help="language models: tokens per perplexity window (default the "
                           "model's context, at most 1024)")
