@@ -150,3 +150,25 @@ def test_chat_prompt_equals_apply_chat_template(ours: LoadedGGUF, theirs: tuple[
     expected = theirs[1].apply_chat_template(messages, tokenize=False, add_generation_prompt=add_generation_prompt)
     assert template.render(messages, add_generation_prompt=add_generation_prompt) == expected
     assert ("You are a helpful AI assistant named SmolLM" in expected) != system  # the default system prompt
+
+
+def test_attention_captured_while_generating_equals_transformers(ours: LoadedGGUF, theirs: tuple[Any, Any]) -> None:
+    """``generate_with_attention`` on 9 query heads over 3 key/value heads: the decoded tokens are ``generate``'s,
+    and the weights of the whole sequence equal ``transformers``' eager attention weights."""
+    from multihead.inspect import Site, generate_with_attention
+
+    prompt = ours.tokenizer.encode("A man in a blue shirt is riding a bike. A man in a blue shirt")
+    config = GenerationConfig(max_new_tokens=6, eos_id=None, pad_id=ours.tokenizer.pad_id)
+    decoded = generate_with_attention(ours.model, prompt, config, layers=[0, 17, 29])
+    assert decoded.hypothesis.tokens == generate(ours.model, [prompt], config)[0][0].tokens
+    model = theirs[0]
+    model.set_attn_implementation("eager")
+    try:
+        with torch.inference_mode():
+            attentions = model(torch.tensor([decoded.sequence]), output_attentions=True).attentions
+    finally:
+        model.set_attn_implementation("sdpa")
+    for layer in (0, 17, 29):
+        weights = decoded.weights[Site("decoder", layer, "self")]  # (H, T, T): one query row per decoding step
+        assert weights.shape == (9, len(decoded.sequence), len(decoded.sequence))
+        torch.testing.assert_close(weights, attentions[layer][0], atol=1e-4, rtol=0)
