@@ -147,3 +147,17 @@ def test_bad_roles_and_config_files(tokenizer: Tokenizer, tmp_path: Path) -> Non
     (tmp_path / "tokenizer_config.json").write_text('{"eos_token": {"content": "<|im_end|>"}, "bos_token": "<absent>"}')
     loaded = Tokenizer.load(tmp_path)  # roles naming tokens the vocabulary lacks are left to the names
     assert loaded.eos_id == tokenizer.token_to_id("<|im_end|>") and loaded.special_tokens == {"eos": "<|im_end|>"}
+
+
+def test_a_folder_written_by_transformers_reads_back(tokenizer: Tokenizer, tmp_path: Path) -> None:
+    transformers = pytest.importorskip("transformers")
+    theirs = transformers.PreTrainedTokenizerFast(tokenizer_object=tokenizer.backend, bos_token="<|im_start|>",
+                                                  eos_token="<|im_end|>", chat_template=CHATML)
+    theirs.save_pretrained(tmp_path)
+    ours = Tokenizer.load(tmp_path)
+    assert (ours.bos_id, ours.eos_id) == (theirs.bos_token_id, theirs.eos_token_id)
+    assert ours.chat_template == CHATML
+    template = ChatTemplate.from_tokenizer(ours)
+    assert template is not None and template.stop_ids == (ours.token_to_id("<|im_end|>"),)
+    assert template.render(TURNS, add_generation_prompt=True) == theirs.apply_chat_template(
+        TURNS, tokenize=False, add_generation_prompt=True)

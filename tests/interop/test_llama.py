@@ -146,7 +146,7 @@ def test_saved_model_loads_in_transformers_and_agrees(tmp_path: Path, options: d
 
 def test_export_refuses_what_llama_cannot_hold(tmp_path: Path) -> None:
     config = TransformerConfig(vocab_size=VOCAB, d_model=32, n_heads=4, n_layers=1, positions="rope", norm="layer")
-    with pytest.raises(ValueError, match="LlamaForCausalLM.*norm must be 'rms'.*activation must be 'swiglu'"):
+    with pytest.raises(ValueError, match=r"LlamaForCausalLM.*norm must be 'rms'.*activation must be 'swiglu'"):
         save_hf(DecoderLM(config), tmp_path / "out")
     assert not (tmp_path / "out").exists()
 
@@ -181,3 +181,24 @@ def test_missing_and_misshapen_weights_are_named(tmp_path: Path) -> None:
     save_file(tensors, str(directory / "model.safetensors"))
     with pytest.raises(CheckpointError, match=r"feed_forward.up.weight: expected \(48, 32\), got \(47, 32\)"):
         load_hf(directory)
+
+
+def test_new_config_fields_leave_existing_configs_unchanged(tmp_path: Path) -> None:
+    """``rope_theta`` and ``qkv_bias`` are written only when set, so every earlier ``config.json`` reads the same and
+    every earlier model writes the same; bad values are one-line ``ConfigError``s."""
+    from multihead.errors import ConfigError
+
+    plain = TransformerConfig(vocab_size=VOCAB, positions="rope")
+    assert "rope_theta" not in plain.to_dict() and "qkv_bias" not in plain.to_dict()
+    assert TransformerConfig.from_dict(plain.to_dict()) == plain and plain.uses_qkv_bias
+    qwen = plain.replace(rope_theta=1e6, bias=False, qkv_bias=True)
+    assert qwen.to_dict()["rope_theta"] == 1e6 and qwen.to_dict()["qkv_bias"] is True
+    qwen.save(tmp_path / "config.json")
+    assert TransformerConfig.load(tmp_path / "config.json") == qwen
+    layer = DecoderLM(qwen).decoder.layers[0]
+    assert layer.self_attn.positions.base == 1e6
+    assert layer.self_attn.k_proj.bias is not None and layer.self_attn.out_proj.bias is None
+    assert layer.feed_forward.up.bias is None
+    for bad in ({"rope_theta": 0.5}, {"rope_theta": float("nan")}, {"rope_theta": True}, {"qkv_bias": "yes"}):
+        with pytest.raises(ConfigError, match=f"TransformerConfig.{next(iter(bad))} must be"):
+            plain.replace(**bad)
