@@ -248,3 +248,12 @@ def test_inspect_reads_a_gguf_file(good: Path) -> None:
     weights = maps.weights[maps.layers("decoder", "self")[0]]  # (H, T, T), causal rows summing to one
     torch.testing.assert_close(weights.sum(dim=-1), torch.ones(weights.shape[:2]), atol=1e-5, rtol=0)
     assert bool((weights.triu(diagonal=1) == 0).all())
+
+
+def test_load_in_bfloat16(good: Path) -> None:
+    full, half = load_gguf(good), load_gguf(good, dtype=torch.bfloat16)
+    assert {parameter.dtype for parameter in half.model.parameters()} == {torch.bfloat16}
+    assert half.model.lm_head.weight is half.model.decoder.embeddings.tokens.weight  # still tied
+    ids = torch.tensor([PROMPTS[0]])
+    with torch.no_grad():
+        torch.testing.assert_close(half.model(ids).float(), full.model(ids), atol=0.1, rtol=0.05)

@@ -187,7 +187,9 @@ def load_gguf(
                               f"{config.vocab_size}; expected one vocabulary")
     model = _unfilled_model(config)
     shapes = {name: tuple(tensor.shape) for name, tensor in model.state_dict().items()}
-    load_mapped(model, gguf_state_dict(file, config, shapes=shapes, dtype=dtype), origin=origin)
+    load_mapped(model, gguf_state_dict(file, config, shapes=shapes, dtype=torch.float32), origin=origin)
+    if dtype != torch.float32:
+        model = model.to(dtype=dtype)
     if keep_quantized:  # Q4_0/Q4_1 -> int4 (group 32) exactly, Q8_0 -> int8 (requantized): multihead.quantize
         from multihead.quantize import keep_quantized_linears
 
