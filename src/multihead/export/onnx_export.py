@@ -40,6 +40,7 @@ from multihead.export.graphs import (
 from multihead.model_dir import load_model_dir
 from multihead.models import DecoderLM, Encoder, EncoderDecoder, SequenceClassifier, SpanExtractor, TokenClassifier
 from multihead.models.masked_lm import MaskedLM
+from multihead.quantize import QuantizedLinear
 
 __all__ = ["MANIFEST_FILE", "ONNX_FORMAT_VERSION", "export_model", "export_onnx"]
 
@@ -87,6 +88,9 @@ def export_model(model: nn.Module, directory: str | Path, *, opset: int | None =
     """Write ``model``'s ONNX graphs and ``onnx.json`` into the existing ``directory``; returns the manifest."""
     directory = Path(directory)
     model = model.eval()
+    if any(isinstance(module, QuantizedLinear) for module in model.modules()):
+        raise ConfigError("a weight-only quantized model has no ONNX export (its int8/int4 layers run torch's own "
+                          "kernels); export the floating-point model it was quantized from")
     if getattr(model, "copy_generator", None) is not None:
         raise ConfigError("an EncoderDecoder with copy_attention has no ONNX export (its copy distribution needs "
                           "the source ids at every step); export a model without it")

@@ -1,0 +1,75 @@
+"""Weight-only int8/int4 (``multihead.quantize``) on the deployed tasks: a quantized translator and a quantized
+classifier round-trip through model directories (``multihead quantize``), and translate, summarise and predict
+from there exactly as the quantized model in memory does, close to float32."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from tiny_export import SENTENCES, classifier_dir, translator_dir
+
+from multihead.cli.main import main
+from multihead.errors import ConfigError
+from multihead.generation import GenerationConfig, generate
+from multihead.model_dir import load_model_dir
+from multihead.quantize import QuantizedLinear, quantize_model
+
+SOURCES = [[6, 7, 8, 9, 10, 5], [11, 12, 5], [13, 6, 14, 15, 5], [16, 5]]
+
+
+@pytest.mark.parametrize("bits", [8, 4])
+def test_a_quantized_translator_round_trips_through_a_model_directory(tmp_path: Path, bits: int,
+                                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    from multihead.tasks.seq2seq_eval import load_seq2seq
+
+    source = translator_dir(tmp_path / "model")
+    assert main(["quantize", str(source), str(tmp_path / "quantized"), "--bits", str(bits)]) == 0
+    capsys.readouterr()
+    loaded = load_seq2seq(tmp_path / "quantized")
+    layers = [module for module in loaded.model.modules() if isinstance(module, QuantizedLinear)]
+    assert layers and not any(type(module) is torch.nn.Linear for module in loaded.model.modules())
+    in_memory = quantize_model(load_model_dir(source).model, bits=bits)  # what was quantized, never saved
+    config = GenerationConfig(max_new_tokens=10, num_beams=4, num_return_sequences=4, bos_id=4, eos_id=5, pad_id=0)
+    expected = generate(in_memory, SOURCES, config)
+    got = generate(loaded.model, SOURCES, config)
+    assert [[h.tokens for h in hs] for hs in got] == [[h.tokens for h in hs] for hs in expected]
+    assert [[h.score for h in hs] for hs in got] == [[h.score for h in hs] for hs in expected]
+    float_best = generate(load_model_dir(source).model, SOURCES, config.replace(num_return_sequences=1))
+    with torch.inference_mode():  # the quantized model scores float32's best translation nearly as float32 does
+        for sources, hypotheses in zip(SOURCES, float_best, strict=True):
+            target = torch.tensor([[4, *hypotheses[0].tokens]])
+            logits = [model(torch.tensor([sources]), target).log_softmax(-1) for model in
+                      (load_model_dir(source).model, loaded.model)]
+            picked = [values[0, :-1].gather(-1, target[:, 1:].T).sum() for values in logits]
+            assert float(picked[1]) == pytest.approx(float(picked[0]), abs=0.1 if bits == 8 else 1.0)
+    arguments = ["a dog runs on the beach", "two men sit", "--max-new-tokens", "6"]
+    in_memory_text = loaded(arguments[:2], generation=loaded.generation_config(max_new_tokens=6))
+    assert main(["translate", str(tmp_path / "quantized"), *arguments]) == 0
+    assert capsys.readouterr().out.splitlines() == in_memory_text
+    assert main(["summarize", str(tmp_path / "quantized"), arguments[0], "--max-new-tokens", "6"]) == 0
+    assert capsys.readouterr().out.splitlines() == in_memory_text[:1]
+
+
+def test_a_quantized_classifier_predicts_from_its_directory(tmp_path: Path) -> None:
+    from multihead.quantize.directory import quantize_model_dir
+    from multihead.tasks.classification import predict
+
+    source = classifier_dir(tmp_path / "model")
+    quantized = quantize_model_dir(source, tmp_path / "int8", bits=8)
+    expected, got = predict(source, SENTENCES), predict(quantized, SENTENCES)
+    for mine, theirs in zip(got, expected, strict=True):  # measured: at most 0.003 apart
+        assert mine.probabilities == pytest.approx(theirs.probabilities, abs=0.005)
+        first, second = sorted(theirs.probabilities.values(), reverse=True)[:2]
+        if first - second > 0.01:  # the random classifier's near-ties may flip; clear choices may not
+            assert mine.label == theirs.label
+
+
+def test_a_quantized_model_is_not_exported_to_onnx(tmp_path: Path) -> None:
+    from multihead.export import export_onnx
+    from multihead.quantize.directory import quantize_model_dir
+
+    quantized = quantize_model_dir(classifier_dir(tmp_path / "model"), tmp_path / "int8", bits=8)
+    with pytest.raises(ConfigError, match="quantized model has no ONNX export"):
+        export_onnx(quantized, tmp_path / "onnx")
