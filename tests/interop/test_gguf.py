@@ -18,7 +18,8 @@ from multihead.cli import main
 from multihead.errors import CheckpointError
 from multihead.generation import GenerationConfig, generate
 from multihead.interop import load_pretrained
-from multihead.interop.gguf import load_gguf, unpermute_rotary
+from multihead.interop.gguf import load_gguf, read_gguf, unpermute_rotary
+from multihead.interop.gguf_tokenizer import tokenizer_from_gguf
 from multihead.model_dir import load_model_dir
 from multihead.tasks.text_generator import load_text_generator
 
@@ -257,3 +258,29 @@ def test_load_in_bfloat16(good: Path) -> None:
     ids = torch.tensor([PROMPTS[0]])
     with torch.no_grad():
         torch.testing.assert_close(half.model(ids).float(), full.model(ids), atol=0.1, rtol=0.05)
+
+
+@pytest.mark.parametrize("pre", ["gpt2", "qwen2", "llama-bpe"])
+def test_pre_tokenizers_split_like_transformers(tmp_path: Path, pre: str) -> None:
+    """Merges across digits and contractions make the split expressions matter: with ``tokenizer.ggml.pre`` of
+    GPT-2, Qwen2 and Llama 3, our ids equal ``transformers``' GGUF tokenizer's."""
+    transformers = pytest.importorskip("transformers")
+    from gguf_tiny import vocabulary
+
+    tokens, types = vocabulary()
+    merges = ["1 2", "12 3", "4 5", "3 4", "Ġ 1", "' s", "' S", "Ċ Ċ", "Ġ Ġ", "ĠĠ Ġ"]
+    tokens += ["".join(merge.split()) for merge in merges]
+    fields = {"tokenizer.ggml.pre": pre, "tokenizer.ggml.tokens": tokens, "tokenizer.ggml.token_type": types + [1] * 10,
+              "tokenizer.ggml.merges": [*merges, "Ġ t", "h e", "Ġt he"]}
+    path = write_gguf(tmp_path / "tok.gguf", hf_model(vocab_size=len(tokens)), fields=fields)
+    ours = load_gguf(path).tokenizer
+    theirs = transformers.AutoTokenizer.from_pretrained(tmp_path, gguf_file=path.name)
+    texts = ["12345 and 123 1234567", "it's THE CAT'S   toy\n\n\nend", "a 12x45  \t 9 1345", "    four spaces"]
+    assert [ours.encode(text) for text in texts] == theirs(texts)["input_ids"]
+    others = {name: [tokenizer_from_gguf({**load_gguf_fields(path), "tokenizer.ggml.pre": name}, origin="x").encode(
+        text) for text in texts] for name in ("gpt2", "qwen2", "llama-bpe") if name != pre}
+    assert all(ids != [ours.encode(text) for text in texts] for ids in others.values())  # the choice matters
+
+
+def load_gguf_fields(path: Path) -> dict[str, Any]:
+    return read_gguf(path).fields
