@@ -30,6 +30,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -168,6 +169,73 @@ def agreement(tokens: list[list[int]], reference: list[list[int]]) -> tuple[floa
     return same / max(total, 1), statistics.mean(prefixes)
 
 
+SHAPES = {"q, out (576 x 576)": (576, 576), "k, v (192 x 576)": (192, 576), "gate, up (1536 x 576)": (1536, 576),
+          "down (576 x 1536)": (576, 1536), "output (49152 x 576)": (49152, 576)}
+"""SmolLM2-135M's matrices (out x in); each layer has q, k, v, out, gate, up and down; 30 layers, one output."""
+
+
+def kernel_table(rows: int, repeats: int = 5) -> None:
+    """Microseconds per product of ``rows`` input rows with each SmolLM2 matrix: float32 ``F.linear``, float32
+    against a transposed copy (ours at batch 1), torch's int8 and int4 (group 32) kernels; and what the float32
+    path streams (GB/s of weights)."""
+    from multihead.quantize import QuantizedLinear
+
+    print(f"\nmatrix products, {rows} row{'s' if rows > 1 else ''}, {torch.get_num_threads()} thread(s): "
+          f"microseconds (median of {repeats}, interleaved)")
+    print(f"{'matrix':<24} {'fp32 linear':>12} {'fp32 transposed':>16} {'int8 kernel':>12} {'int4 kernel':>12} "
+          f"{'fp32 GB/s':>10}")
+    for label, (out_features, in_features) in SHAPES.items():
+        linear = torch.nn.Linear(in_features, out_features, bias=False)
+        transposed = linear.weight.detach().t().contiguous()
+        int8 = QuantizedLinear.from_linear(linear, bits=8, backend="kernel")
+        int4 = QuantizedLinear.from_linear(linear, bits=4, group_size=32, backend="kernel")
+        x = torch.randn(rows, in_features)
+        paths: dict[str, Callable[[], torch.Tensor]] = {
+            "linear": partial(torch.nn.functional.linear, x, linear.weight),
+            "transposed": partial(torch.mm, x, transposed), "int8": partial(int8, x), "int4": partial(int4, x)}
+        count = max(3, int(3e6 // (out_features * in_features)))
+        times: dict[str, list[float]] = {name: [] for name in paths}
+        with torch.inference_mode():
+            for path in paths.values():
+                path()
+            for _ in range(repeats):
+                for name, path in paths.items():
+                    start = time.perf_counter()
+                    for _ in range(count):
+                        path()
+                    times[name].append((time.perf_counter() - start) / count * 1e6)
+        median = {name: statistics.median(values) for name, values in times.items()}
+        streamed = out_features * in_features * 4 / (median["transposed"] * 1e-6) / 1e9
+        print(f"{label:<24} {median['linear']:>12.0f} {median['transposed']:>16.0f} {median['int8']:>12.0f} "
+              f"{median['int4']:>12.0f} {streamed:>10.1f}", flush=True)
+
+
+def step_profile(runs: dict[str, Run], prompts: list[list[int]], new_tokens: int) -> None:
+    """Where a decoding run's CPU time goes (torch profiler, self time by operator group), per engine."""
+    from torch.profiler import profile
+
+    groups = {"matrix products": ("aten::mm", "aten::addmm", "aten::bmm", "aten::_weight_int8pack_mm",
+                                  "aten::_weight_int4pack_mm_for_cpu", "aten::linear"),
+              "attention": ("aten::_scaled_dot_product_flash_attention_for_cpu",),
+              "dtype casts and copies": ("aten::copy_", "aten::_to_copy", "aten::to"),
+              "concatenation": ("aten::cat",)}
+    print(f"\nwhere the time goes ({len(prompts)} row(s), {new_tokens} new tokens, torch profiler self CPU time)")
+    print(f"{'engine':<20} {'seconds':>8} " + " ".join(f"{name:>23}" for name in groups) + f" {'other':>8} "
+          f"{'ops/token':>10}")
+    for name, run in runs.items():
+        if name.startswith("llama.cpp"):
+            continue
+        with profile() as profiler:
+            run(prompts, new_tokens)
+        events = profiler.key_averages()
+        total = sum(event.self_cpu_time_total for event in events)
+        shares = {group: sum(event.self_cpu_time_total for event in events if event.key in keys) / total
+                  for group, keys in groups.items()}
+        calls = sum(event.count for event in events if event.key.startswith("aten::")) / new_tokens
+        print(f"{name:<20} {total / 1e6:>8.2f} " + " ".join(f"{share:>23.0%}" for share in shares.values())
+              + f" {1 - sum(shares.values()):>8.0%} {calls:>10.0f}", flush=True)
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", default="1,2", help="comma-separated intra-op thread counts (default 1,2)")
@@ -177,9 +245,18 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--repeats", type=int, default=2, help="timed repeats per setting (median reported)")
     parser.add_argument("--only", help="comma-separated engines (default all)")
     parser.add_argument("--quick", action="store_true", help="a tiny random Llama, a few tokens (smoke test)")
+    parser.add_argument("--kernels", action="store_true", help="only time the matrix products of each kind")
+    parser.add_argument("--profile", action="store_true", help="also profile each engine's run at each setting")
     args = parser.parse_args(argv)
     threads = [int(value) for value in args.threads.split(",")]
     batches = [int(value) for value in args.batches.split(",")]
+    if args.kernels:
+        print(f"machine: {machine()}")
+        for thread_count in threads:
+            torch.set_num_threads(thread_count)
+            for batch in batches:
+                kernel_table(batch)
+        return {}
     engines = _engines(args.quick)
     if args.only:
         engines = {name: make for name, make in engines.items()
@@ -204,6 +281,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 for name, run in runs.items():
                     timed[name].append(run(prompts, args.new_tokens))
             results[f"{thread_count}x{batch}"] = _report(timed, batch, thread_count, args.new_tokens)
+            if args.profile:
+                step_profile(runs, prompts, args.new_tokens)
     return results
 
 

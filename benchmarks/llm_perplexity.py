@@ -77,10 +77,10 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         rows["transformers fp32"] = lambda: (lambda ids: hf(ids).logits)
     for name, bits in (("ours int8", 8), ("ours int4 g32", 4)):
         rows[name] = lambda bits=bits: quantize_model(copy.deepcopy(model), bits=bits)
-        rows[name + " kernel"] = lambda bits=bits: _kernel(quantize_model(copy.deepcopy(model), bits=bits))
     if not args.quick:
         rows["ours GGUF Q4_1 kept"] = lambda: load_gguf(gguf_path(), keep_quantized=True).model
-        rows["ours GGUF Q4_1 kept kernel"] = lambda: _kernel(load_gguf(gguf_path(), keep_quantized=True).model)
+    for name in [name for name in rows if name.startswith("ours ") and name != "ours fp32"]:
+        rows[name + " kernel"] = lambda make=rows[name]: _kernel(make())
     wanted = None if args.only is None else set(args.only.split(","))
     results: dict[str, float] = {}
     print(f"{'model':<28} {'perplexity':>11} {'vs ours fp32':>13} {'seconds':>8}")
