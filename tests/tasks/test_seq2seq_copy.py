@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from multihead.data.summaries import bbc_news_summary, data_root
 from multihead.errors import ConfigError
 from multihead.experiment import build_experiment
-from multihead.tasks.seq2seq import train_seq2seq
+from multihead.tasks.seq2seq import summaries_in_article_order, train_seq2seq
 from multihead.tasks.seq2seq_eval import load_seq2seq
 from threads import one_intra_op_thread
 
@@ -59,3 +60,25 @@ def test_a_bad_decoding_section_is_a_config_error() -> None:
         build_experiment({**base, "decoding": {"no_repeat_ngram_size": -1}})
     with pytest.raises(ConfigError, match=r"decoding\.eos_id"):
         build_experiment({**base, "decoding": {"eos_id": 3}})
+
+
+def test_bbc_training_targets_list_the_reference_sentences_in_article_order() -> None:
+    try:
+        source = data_root() / "bbc-news-summary" / "bbc-news-summary.jsonl.gz"
+    except FileNotFoundError as error:
+        pytest.skip(f"no data root: {error} (see ../shared/data/README.md, or `multihead data fetch bbc-news-summary`)")
+    if not source.is_file():
+        pytest.skip(f"{source} is absent (`multihead data fetch bbc-news-summary` downloads it)")
+    articles = bbc_news_summary()["validation"]
+    ordered = summaries_in_article_order(["validation"])["validation"]
+    assert len(ordered) == len(articles) == 448
+    moved = 0
+    for article, pair in zip(articles, ordered, strict=True):
+        assert pair.text == " ".join(article.sentences)
+        positions = [article.sentences.index(s) for s in article.summary_sentences if s in article.sentences]
+        expected = " ".join(article.sentences[i] for i in sorted(positions))
+        if len(positions) == len(article.summary_sentences):
+            assert pair.label == expected
+        assert sorted(pair.label.split()) == sorted(" ".join(article.summary_sentences).split())
+        moved += pair.label != " ".join(article.summary_sentences)
+    assert moved > 400  # the given order is rarely the article's

@@ -142,6 +142,25 @@ def load_pairs(config: ExperimentConfig, *, report: ReadReport | None = None) ->
     return splits
 
 
+def summaries_in_article_order(splits: Sequence[str]) -> dict[str, list[Example]]:
+    """BBC News pairs of ``splits`` whose targets list the reference sentences in the order of the article.
+
+    The references are sentences of the article "in no particular order" (97% of validation summaries are not in
+    article order); the same sentences in article order are one left-to-right walk through the source, which a
+    copying decoder learns far sooner. ROUGE-1/2 barely depend on the order; evaluation keeps the given one.
+    """
+    from multihead.data.summaries import bbc_news_summary
+
+    def ordered(article: Any) -> str:
+        position = {sentence: index for index, sentence in reversed(list(enumerate(article.sentences)))}
+        keyed = sorted(enumerate(article.summary_sentences),
+                       key=lambda item: (position.get(item[1], len(position)), item[0]))  # unmatched keep their place
+        return " ".join(sentence for _, sentence in keyed)
+
+    articles = bbc_news_summary()
+    return {split: [Example(" ".join(a.sentences), ordered(a), a.source) for a in articles[split]] for split in splits}
+
+
 def encode_pairs(pairs: Sequence[Example], *, source_tokenizer: Tokenizer, target_tokenizer: Tokenizer,
                  max_source_length: int, max_target_length: int) -> PairExamples:
     """Sources ``tokens[:max - 1] + [EOS]`` and targets ``[BOS] + tokens[:max - 2] + [EOS]``."""
@@ -201,6 +220,9 @@ def train_seq2seq(
     output_dir = Path(config.output_dir)
     report = ReadReport()
     splits = load_pairs(config, report=report)
+    if config.data.dataset == "bbc-news-summary":
+        splits.update(summaries_in_article_order(("train", "validation")))
+        log("training targets: each reference's sentences in article order (scores use the references as given)")
     if report.skipped:
         log(f"skipped {report.skipped} bad rows; first problems: " + "; ".join(report.problems[:3]))
     log(" ".join(f"{name} {len(pairs):,}" for name, pairs in splits.items()) + " sentence pairs")
