@@ -227,6 +227,17 @@ def test_metadata_and_tensors_that_do_not_fit(tmp_path: Path, options: dict[str,
     _one_line(error, path)
 
 
+def test_sizes_over_the_limits_are_refused_before_allocating(tmp_path: Path) -> None:
+    from multihead.errors import LimitError
+
+    for key, value, message in (("llama.block_count", 5000, "n_layers = 5,000 is over the limit"),
+                                ("llama.context_length", 1 << 30, "max_length = 1,073,741,824 is over the limit")):
+        path = write_gguf(tmp_path / f"{value}.gguf", hf_model(), fields={key: value})
+        with pytest.raises(LimitError, match=message) as error:
+            load_gguf(path)
+        _one_line(error, path)
+
+
 def test_errors_reach_the_cli_as_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = write_gguf(tmp_path / "gemma.gguf", hf_model(), arch="gemma2")
     assert main(["generate", str(path), "--prompt", "hi"]) == 2

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from multihead.errors import CheckpointError, ConfigError
+from multihead.errors import CheckpointError, ConfigError, LimitError
 from multihead.interop.gguf_tokenizer import tokenizer_from_gguf
 from multihead.interop.weights import load_mapped
 from multihead.models import DecoderLM, TransformerConfig
@@ -157,8 +157,8 @@ def config_from_gguf(file: GGUFFile) -> TransformerConfig:
             qkv_bias=True if arch == "qwen2" else None, tie_embeddings="output.weight" not in file.tensors,
             scale_embeddings=False, pad_id=pad if isinstance(pad, int) and 0 <= pad < vocab_size else None,
         )
-    except (TypeError, ValueError) as error:
-        raise error if isinstance(error, CheckpointError) else CheckpointError(f"{origin}: {error}") from error
+    except (TypeError, ValueError) as error:  # sizes over the limits stay LimitErrors; the rest is a bad file
+        raise (LimitError if isinstance(error, LimitError) else CheckpointError)(f"{origin}: {error}") from error
 
 
 def load_gguf(

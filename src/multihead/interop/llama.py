@@ -14,7 +14,7 @@ from typing import Any
 
 from torch import Tensor, nn
 
-from multihead.errors import CheckpointError
+from multihead.errors import CheckpointError, LimitError
 from multihead.interop.options import Requirements, hf_value
 from multihead.interop.weights import TensorSource, load_mapped
 from multihead.models import DecoderLM, TransformerConfig
@@ -108,10 +108,8 @@ def config_from_hf(hf: Mapping[str, Any], *, origin: str) -> TransformerConfig:
             scale_embeddings=False,
             pad_id=pad_id if isinstance(pad_id, int) and 0 <= pad_id < (vocab_size or 0) else None,
         )
-    except (TypeError, ValueError) as error:
-        if isinstance(error, CheckpointError):
-            raise
-        raise CheckpointError(f"{origin}: {error}") from error
+    except (TypeError, ValueError) as error:  # sizes over the limits stay LimitErrors; the rest is a bad file
+        raise (LimitError if isinstance(error, LimitError) else CheckpointError)(f"{origin}: {error}") from error
 
 
 def _biases(hf: Mapping[str, Any], model_type: str, *, origin: str) -> tuple[bool, bool | None]:
