@@ -12,9 +12,10 @@ in turn at each concurrency level (interleaved, so that a change in the machine'
   file (dequantized to fp32, as ours is), and ``transformers-cb``: the same with ``--continuous-batching``. If one
   cannot serve, the run says why.
 
-Each level runs N clients (1, 4, 16, 64) for ``--duration`` seconds; each client sends streaming chat requests
-one after another, prompts drawn (seeded) from short, medium and long texts, ``max_tokens`` fixed and sampling at
-temperature 0.7 so that answers differ in length. Figures per server and level: requests/s, output tokens/s
+Each level runs N clients (1, 4, 16, 64) for ``--duration`` seconds (requests still running then are cancelled
+and not counted); each client sends streaming chat requests one after another, prompts drawn (seeded) from
+short, medium and long texts, ``max_tokens`` fixed and sampling at temperature 0.7 so that answers differ in
+length. Figures per server and level: requests/s, output tokens/s
 (from each answer's ``usage``), time to first token (TTFT) p50/p99 and inter-token latency (ITL: an answer's time
 per output token after the first) p50/p99 in milliseconds, 5xx answers, other errors, dropped streams (ended
 without a finish reason), and server RSS before and after. ``--soak S`` then runs 16 clients against
@@ -223,7 +224,9 @@ async def _run_level(server: Server, clients: int, seconds: float, max_tokens: i
                 index = next(counter)
                 await _one(client, server, texts[index % len(texts)], max_tokens, level, seed + index)
 
-        await asyncio.gather(*(worker() for _ in range(clients)))
+        # at the deadline the requests still running are cancelled (their clients disconnect) and not counted
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(asyncio.gather(*(worker() for _ in range(clients))), seconds)
         level.seconds = time.perf_counter() - started
     level.rss_after = server.rss()
     return level
