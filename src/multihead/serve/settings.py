@@ -55,7 +55,7 @@ class ServeSettings:
     request_timeout: float = 600.0
     retry_after: int = 1
     attention_cache: int = 64
-    max_attention_values: int = 3_000_000
+    max_attention_values: int = 1_000_000
     allowed_origins: tuple[str, ...] = ()
     loopback_only: bool = True
     allowed_hosts: tuple[str, ...] = ()
