@@ -16,6 +16,8 @@ torch) or a shape does not fit it, :class:`~multihead.quantize.linear.QuantizedL
 
 from __future__ import annotations
 
+import functools
+
 import torch
 from torch import Tensor
 
@@ -38,11 +40,13 @@ _INT8_K_MULTIPLE = 16  # the AVX-512 int8 loop steps 16 input features at a time
 _INT4_N_MULTIPLE = 16  # the int4 packing works in blocks of 16 output features
 
 
+@functools.cache
 def has_int8_kernel() -> bool:
     """Whether this torch has the weight-only int8 CPU kernel."""
     return hasattr(torch.ops.aten, "_weight_int8pack_mm")
 
 
+@functools.cache
 def has_int4_kernel() -> bool:
     """Whether this torch has the weight-only int4 CPU kernel and its packing op (torch >= 2.6)."""
     return hasattr(torch.ops.aten, "_weight_int4pack_mm_for_cpu") and hasattr(
