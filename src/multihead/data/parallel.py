@@ -8,7 +8,7 @@ from itertools import zip_longest
 from pathlib import Path
 
 from multihead.data.errors import DataError, ReadReport
-from multihead.data.readers import Example, OnError, _lines
+from multihead.data.reading import Example, OnError, text_lines
 from multihead.errors import ConfigError
 
 __all__ = ["read_parallel"]
@@ -38,7 +38,7 @@ def read_parallel(source_path: str | os.PathLike[str], target_path: str | os.Pat
 
 def _pairs(source: Path, target: Path, encoding: str, on_error: OnError, report: ReadReport) -> Iterator[Example]:
     number = 0
-    for left, right in zip_longest(_lines(source, encoding), _lines(target, encoding)):
+    for left, right in zip_longest(text_lines(source, encoding), text_lines(target, encoding)):
         if left is None or right is None:
             short, long_ = (source, target) if left is None else (target, source)
             raise DataError(f"the file ends at line {number}, but {long_} has more lines; expected line-aligned "

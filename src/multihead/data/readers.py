@@ -18,127 +18,25 @@ checked, and the file's existence too, when the reader is made; the file is open
 
 from __future__ import annotations
 
-import codecs
 import csv
-import gzip
 import json
 import os
-import warnings
-import zlib
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO, Literal
+from typing import Any
 
 from multihead.data.errors import DataError, ReadReport
-from multihead.data.text_file import check_regular_file
+from multihead.data.reading import Example, OnError, RowErrors, check_options, decode_problem, open_binary, text_lines
 from multihead.errors import ConfigError
 from multihead.limits import MAX_LINE_BYTES
 
 __all__ = ["FORMATS", "Example", "infer_format", "read_delimited", "read_examples", "read_folder", "read_jsonl",
            "read_lines"]
 
-OnError = Literal["raise", "skip"]
 FORMATS = ("csv", "tsv", "jsonl", "txt", "folder")
 _SUFFIX_FORMATS = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".txt": "txt"}
 _JSON_TYPES = {dict: "an object", list: "an array", str: "a string", int: "a number", float: "a number",
                bool: "a boolean", type(None): "null"}
-
-
-@dataclass(frozen=True)
-class Example:
-    """One text with its label (None when unlabelled) and where it came from (``"path:line"`` or a file path)."""
-
-    text: str
-    label: str | None
-    source: str
-
-
-def _check_options(path: Path, encoding: str, on_error: str, *, folder: bool = False) -> None:
-    if folder and not path.is_dir():
-        raise FileNotFoundError(f"{path}: no such folder; expected a folder with one sub-folder per class")
-    if not folder:
-        check_regular_file(path, expected="a data file")  # a FIFO or a device would block or never end
-    if on_error not in ("raise", "skip"):
-        raise ConfigError(f"on_error must be 'raise' or 'skip', got {on_error!r:.80}")
-    try:
-        codecs.lookup(encoding)
-    except LookupError:
-        raise ConfigError(f"unknown encoding {encoding!r:.80}") from None
-    if "a\n".encode(encoding)[-2:] != b"a\n":
-        raise ConfigError(f"encoding {encoding!r:.80} does not write a newline as the byte \\n; readers decode line by "
-                          f"line and need an ASCII-compatible encoding such as utf-8, latin-1 or cp1252")
-
-
-@contextmanager
-def _open_binary(path: Path) -> Iterator[BinaryIO]:
-    """Open ``path`` for reading bytes, through gzip when it starts with gzip's magic bytes."""
-    with open(path, "rb") as raw:
-        compressed = raw.read(2) == b"\x1f\x8b"
-        raw.seek(0)
-        if compressed:
-            with gzip.GzipFile(fileobj=raw) as stream:
-                yield stream  # type: ignore[misc]
-        else:
-            yield raw
-
-
-def _decode_problem(line: bytes, error: UnicodeDecodeError, encoding: str, offset: int = 0) -> str:
-    """The problem ``error`` reports, told within ``line``, which starts at byte ``offset`` of what was decoded."""
-    bad = line[error.start - offset:error.end - offset]
-    return (f"cannot decode byte{'s' if len(bad) > 1 else ''} {bad.hex(' ')} at byte {error.start - offset + 1} of "
-            f"the line as {encoding}; expected {encoding} text (pass encoding= for files in another encoding)")
-
-
-def _lines(path: Path, encoding: str) -> Iterator[tuple[int, str, str]]:
-    """Yield ``(line number, text with its line ending, problem)``; ``problem`` is "" unless undecodable.
-
-    An undecodable line comes with its text decoded with replacement characters, so that a CSV parser can go on.
-    """
-    number = 0
-    with _open_binary(path) as stream:
-        try:
-            while raw := stream.readline(MAX_LINE_BYTES + 1):
-                number += 1
-                if len(raw) > MAX_LINE_BYTES:
-                    raise DataError(f"a line of more than {MAX_LINE_BYTES:,} bytes; expected one example a line "
-                                    "(is this a data file?)", path=path, line=number)
-                if number == 1 and b"\r" in raw.rstrip(b"\r\n"):
-                    raise DataError("lines end with a bare carriage return (CR, classic Mac OS); expected LF or CRLF "
-                                    "line endings (convert the file, e.g. tr '\\r' '\\n' < OLD > NEW)", path=path,
-                                    line=1)
-                try:
-                    text, problem = raw.decode(encoding), ""
-                except UnicodeDecodeError as error:
-                    text, problem = raw.decode(encoding, errors="replace"), _decode_problem(raw, error, encoding)
-                if number == 1 and text.startswith("\ufeff"):
-                    text = text[1:]
-                yield number, text, problem
-        except (OSError, EOFError, zlib.error) as error:
-            raise DataError(f"cannot read the file ({error}); expected a complete, uncorrupted file",
-                            path=path, line=number + 1) from error
-
-
-class _Errors:
-    """Raise or count bad rows, as ``on_error`` says."""
-
-    def __init__(self, path: Path, on_error: OnError, report: ReadReport | None) -> None:
-        self.path, self.on_error, self.given = path, on_error, report is not None
-        self.report = report if report is not None else ReadReport()
-        self.start = self.report.skipped
-
-    def bad(self, message: str, line: int | None = None, *, path: Path | None = None) -> None:
-        error = DataError(message, path=self.path if path is None else path, line=line)
-        if self.on_error == "raise":
-            raise error
-        self.report.record(str(error))
-
-    def finish(self) -> None:
-        skipped = self.report.skipped - self.start
-        if skipped and not self.given:
-            warnings.warn(f"{self.path}: skipped {skipped} bad rows, first: {self.report.problems[0]} "
-                          f"(pass report=ReadReport() to collect them)", stacklevel=3)
 
 
 def read_lines(path: str | os.PathLike[str], *, label: str | None = None, encoding: str = "utf-8",
@@ -150,12 +48,12 @@ def read_lines(path: str | os.PathLike[str], *, label: str | None = None, encodi
         label: the label every example gets (None: unlabelled).
         encoding, on_error, report: see the module docstring; the bad rows are undecodable lines.
     """
-    _check_options(Path(path), encoding, on_error)
-    return _read_lines(Path(path), label, encoding, _Errors(Path(path), on_error, report))
+    check_options(Path(path), encoding, on_error)
+    return _read_lines(Path(path), label, encoding, RowErrors(Path(path), on_error, report))
 
 
-def _read_lines(path: Path, label: str | None, encoding: str, errors: _Errors) -> Iterator[Example]:
-    for number, text, problem in _lines(path, encoding):
+def _read_lines(path: Path, label: str | None, encoding: str, errors: RowErrors) -> Iterator[Example]:
+    for number, text, problem in text_lines(path, encoding):
         if problem:
             errors.bad(problem, number)
             continue
@@ -178,12 +76,13 @@ def read_jsonl(path: str | os.PathLike[str], *, text_key: str, label_key: str | 
         label_key: key of the label; None for unlabelled data.
         encoding, on_error, report: see the module docstring.
     """
-    _check_options(Path(path), encoding, on_error)
-    return _read_jsonl(Path(path), text_key, label_key, encoding, _Errors(Path(path), on_error, report))
+    check_options(Path(path), encoding, on_error)
+    return _read_jsonl(Path(path), text_key, label_key, encoding, RowErrors(Path(path), on_error, report))
 
 
-def _read_jsonl(path: Path, text_key: str, label_key: str | None, encoding: str, errors: _Errors) -> Iterator[Example]:
-    for number, line, problem in _lines(path, encoding):
+def _read_jsonl(path: Path, text_key: str, label_key: str | None, encoding: str, errors: RowErrors
+                ) -> Iterator[Example]:
+    for number, line, problem in text_lines(path, encoding):
         if problem:
             errors.bad(problem, number)
             continue
@@ -250,22 +149,22 @@ def read_delimited(path: str | os.PathLike[str], *, text_column: str, label_colu
         encoding, on_error, report: see the module docstring.
     """
     path = Path(path)
-    _check_options(path, encoding, on_error)
+    check_options(path, encoding, on_error)
     delimiter = {".tsv": "\t", ".csv": ","}.get(_inner_suffix(path), "") if delimiter is None else delimiter
     if len(delimiter) != 1:
         raise ConfigError(f"{path}: delimiter must be one character, got {delimiter!r:.80}; pass delimiter= unless the "
                           f"name ends in .tsv or .csv (optionally .gz)")
     quoting = delimiter != "\t" if quoting is None else quoting
     return _read_delimited(path, text_column, label_column, delimiter, quoting, encoding,
-                           _Errors(path, on_error, report))
+                           RowErrors(path, on_error, report))
 
 
 def _read_delimited(path: Path, text_column: str, label_column: str | None, delimiter: str, quoting: bool,
-                    encoding: str, errors: _Errors) -> Iterator[Example]:
+                    encoding: str, errors: RowErrors) -> Iterator[Example]:
     problems: dict[int, str] = {}  # undecodable lines seen by the parser and not yet reported
 
     def texts() -> Iterator[str]:
-        for number, text, problem in _lines(path, encoding):
+        for number, text, problem in text_lines(path, encoding):
             if problem:
                 problems[number] = problem
             yield text
@@ -347,22 +246,22 @@ def read_folder(path: str | os.PathLike[str], *, encoding: str = "utf-8", fallba
         suffixes: the file name endings to read (a further ``.gz`` is allowed and decompressed).
     """
     root = Path(path)
-    _check_options(root, encoding, on_error, folder=True)
+    check_options(root, encoding, on_error, folder=True)
     if fallback_encoding is not None:
-        _check_options(root, fallback_encoding, on_error, folder=True)
+        check_options(root, fallback_encoding, on_error, folder=True)
     classes = sorted(entry for entry in root.iterdir() if entry.is_dir() and not entry.name.startswith("."))
     if not classes:
         raise DataError("no class sub-folders; expected one sub-folder per class, named after it", path=root)
-    return _read_folder(classes, encoding, fallback_encoding, tuple(suffixes), _Errors(root, on_error, report))
+    return _read_folder(classes, encoding, fallback_encoding, tuple(suffixes), RowErrors(root, on_error, report))
 
 
 def _read_folder(classes: list[Path], encoding: str, fallback_encoding: str | None, suffixes: tuple[str, ...],
-                 errors: _Errors) -> Iterator[Example]:
+                 errors: RowErrors) -> Iterator[Example]:
     for folder in classes:
         files = sorted(entry for entry in folder.iterdir() if not entry.name.startswith(".") and entry.is_file()
                        and entry.name.lower().removesuffix(".gz").endswith(suffixes))
         for file in files:
-            with _open_binary(file) as stream:
+            with open_binary(file) as stream:
                 raw = stream.read(MAX_LINE_BYTES + 1)
             if len(raw) > MAX_LINE_BYTES:
                 errors.bad(f"more than {MAX_LINE_BYTES:,} bytes; expected one document a file", path=file)
@@ -389,7 +288,7 @@ def _decode_file(raw: bytes, encoding: str, fallback_encoding: str | None) -> tu
                 pass
         start = raw.rfind(b"\n", 0, error.start) + 1
         tried = encoding if fallback_encoding is None else f"{encoding} or {fallback_encoding}"
-        return "", _decode_problem(raw[start:], error, tried, start), raw.count(b"\n", 0, error.start) + 1
+        return "", decode_problem(raw[start:], error, tried, start), raw.count(b"\n", 0, error.start) + 1
 
 
 def infer_format(path: str | os.PathLike[str]) -> str:
