@@ -12,14 +12,15 @@ in turn at each concurrency level (interleaved, so that a change in the machine'
   file (dequantized to fp32, as ours is), and ``transformers-cb``: the same with ``--continuous-batching``. If one
   cannot serve, the run says why.
 
-Each level runs N clients (1, 4, 16, 64) for ``--duration`` seconds (requests still running then are cancelled
-and not counted); each client sends streaming chat requests one after another, prompts drawn (seeded) from
-short, medium and long texts, ``max_tokens`` fixed and sampling at temperature 0.7 so that answers differ in
-length. Figures per server and level: requests/s, output tokens/s
-(from each answer's ``usage``), time to first token (TTFT) p50/p99 and inter-token latency (ITL: an answer's time
-per output token after the first) p50/p99 in milliseconds, 5xx answers, other errors, dropped streams (ended
-without a finish reason), and server RSS before and after. ``--soak S`` then runs 16 clients against
-``multihead`` for S seconds and reports its RSS over time (growth after the first minute).
+Each level runs N clients (1, 4, 16, 64) for ``--duration`` seconds (requests still running then are cancelled);
+each client sends streaming chat requests one after another, prompts drawn (seeded) from short, medium and long
+texts, ``max_tokens`` fixed and sampling at temperature 0.7 so that answers differ in length. Figures per server
+and level: requests/s, output tokens/s (from each answer's ``usage``; a stream cut at the deadline counts the
+pieces it got), output tokens per CPU-second of the server process (a figure that a shared machine disturbs far
+less than wall time), time to first token (TTFT) p50/p99 and inter-token latency (ITL: an answer's time per
+output token after the first) p50/p99 in milliseconds, 5xx answers, other errors, dropped streams (ended without
+a finish reason), and server RSS before and after. ``--soak S`` then runs 16 clients against ``multihead`` for S
+seconds and reports its RSS over time (growth after the first minute).
 """
 
 from __future__ import annotations
@@ -70,6 +71,7 @@ class Level:
     dropped: int = 0
     rss_before: int = 0
     rss_after: int = 0
+    cpu: float = 0.0
     note: str = ""
 
     def row(self) -> str:
@@ -83,14 +85,17 @@ class Level:
             return f"{self.server:<17} {self.clients:>4}  {self.note}"
         rate = self.requests / self.seconds if self.seconds else 0.0
         speed = self.tokens / self.seconds if self.seconds else 0.0
-        return (f"{self.server:<17} {self.clients:>4} {rate:>7.2f} {speed:>9.1f} {pct(self.first_token, 0.5):>8} "
+        per_cpu = self.tokens / self.cpu if self.cpu else 0.0
+        return (f"{self.server:<17} {self.clients:>4} {rate:>7.2f} {speed:>9.1f} {per_cpu:>9.1f} "
+                f"{pct(self.first_token, 0.5):>8} "
                 f"{pct(self.first_token, 0.99):>8} {pct(self.gaps, 0.5):>7} {pct(self.gaps, 0.99):>7} "
                 f"{self.server_errors:>4} {self.other_errors:>5} {self.dropped:>7} {self.rss_before / 2**20:>7.0f} "
                 f"{self.rss_after / 2**20:>7.0f}")
 
 
-HEADER = (f"{'server':<17} {'cli':>4} {'req/s':>7} {'out tok/s':>9} {'TTFT p50':>8} {'TTFT p99':>8} {'ITL p50':>7} "
-          f"{'ITL p99':>7} {'5xx':>4} {'other':>5} {'dropped':>7} {'RSS MiB':>7} {'after':>7}")
+HEADER = (f"{'server':<17} {'cli':>4} {'req/s':>7} {'out tok/s':>9} {'tok/CPU-s':>9} {'TTFT p50':>8} "
+          f"{'TTFT p99':>8} {'ITL p50':>7} {'ITL p99':>7} {'5xx':>4} {'other':>5} {'dropped':>7} {'RSS MiB':>7} "
+          f"{'after':>7}")
 
 
 class Server:
@@ -120,6 +125,15 @@ class Server:
     def tail(self, lines: int = 6) -> str:
         text = Path(self.log.name).read_text(errors="replace").strip().splitlines()
         return " | ".join(text[-lines:])[-600:]
+
+    def cpu_seconds(self) -> float:
+        """CPU time (user + system) the server and its children have used so far."""
+        total = 0
+        for pid in [self.process.pid, *_children(self.process.pid)]:
+            with contextlib.suppress(OSError):
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+                total += int(fields[11]) + int(fields[12])
+        return total / os.sysconf("SC_CLK_TCK")
 
     def rss(self) -> int:
         """Resident bytes of the server and its children."""
@@ -196,6 +210,9 @@ async def _one(client: httpx.AsyncClient, server: Server, prompt: str, max_token
     except httpx.HTTPError:
         level.dropped += 1
         return
+    except asyncio.CancelledError:  # the level's deadline: what was streamed so far still counts
+        level.tokens += pieces
+        raise
     if not (done or finished):  # an answer ends with a finish reason (OpenAI's streams also with [DONE])
         level.dropped += 1
         return
@@ -209,6 +226,7 @@ async def _one(client: httpx.AsyncClient, server: Server, prompt: str, max_token
 async def _run_level(server: Server, clients: int, seconds: float, max_tokens: int, seed: int, *,
                      short_only: bool = False) -> Level:
     level = Level(server.name, clients, rss_before=server.rss())
+    cpu = server.cpu_seconds()
     rng = random.Random(seed)
     kinds = [SHORT, MEDIUM, LONG][: 2 if short_only else 3]
     texts = [rng.choice(kinds[rng.choices(range(len(kinds)), weights=[3, 3, 1][: len(kinds)])[0]])
@@ -229,6 +247,7 @@ async def _run_level(server: Server, clients: int, seconds: float, max_tokens: i
             await asyncio.wait_for(asyncio.gather(*(worker() for _ in range(clients))), seconds)
         level.seconds = time.perf_counter() - started
     level.rss_after = server.rss()
+    level.cpu = server.cpu_seconds() - cpu
     return level
 
 
@@ -331,20 +350,24 @@ def main() -> int:
 
 
 def _ratios(levels: list[Level]) -> None:
-    speed = {(level.server, level.clients): level.tokens / level.seconds for level in levels if level.seconds}
-    lines = []
-    top = max((c for _, c in speed), default=0)
-    for clients in sorted({c for _, c in speed}):
-        ours = speed.get(("multihead", clients))
-        if ours is None:
-            continue
-        if ("multihead", 1) in speed and clients > 1:
-            lines.append(f"multihead {clients} clients / 1 client: {ours / speed[('multihead', 1)]:.2f}x")
-        for other in sorted({s for s, c in speed if c == clients and s != "multihead"}):
-            lines.append(f"multihead / {other} at {clients} clients: {ours / speed[(other, clients)]:.2f}x")
-    if lines:
-        print("\naggregate output tokens/s ratios (highest level " + str(top) + "):")
-        print("\n".join("  " + line for line in lines))
+    """Ratios of aggregate output tokens/s (wall) and of tokens per server CPU-second (robust to a shared machine)."""
+    for label, value in (("output tokens/s", lambda run: run.tokens / run.seconds if run.seconds else 0.0),
+                         ("tokens per server CPU-second", lambda run: run.tokens / run.cpu if run.cpu else 0.0)):
+        figures = {(level.server, level.clients): value(level) for level in levels}
+        lines = []
+        for clients in sorted({c for _, c in figures}):
+            ours = figures.get(("multihead", clients))
+            if ours is None:
+                continue
+            if figures.get(("multihead", 1)) and clients > 1:
+                lines.append(f"multihead {clients} clients / 1 client: {ours / figures[('multihead', 1)]:.2f}x")
+            for other in sorted({s for s, c in figures if c == clients and s != "multihead"}):
+                theirs = figures[(other, clients)]
+                lines.append(f"multihead / {other} at {clients} clients: "
+                             + (f"{ours / theirs:.2f}x" if theirs else "their figure is 0"))
+        if lines:
+            print(f"\n{label}, ratios:")
+            print("\n".join("  " + line for line in lines))
 
 
 def _soak(server: Server, args: argparse.Namespace) -> None:
