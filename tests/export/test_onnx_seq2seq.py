@@ -85,3 +85,31 @@ def test_translate_command_with_the_onnx_runtime(exported: tuple[Path, Path], ca
     streamed = capsys.readouterr().out.strip()
     assert main(["translate", str(model_dir), "a girl reads a book", "--max-new-tokens", "6", "--num-beams", "1"]) == 0
     assert capsys.readouterr().out.strip() == streamed.splitlines()[-1]
+
+
+def test_the_translation_speed_benchmark_runs_end_to_end(exported: tuple[Path, Path], tmp_path: Path) -> None:
+    """``benchmarks/translate_speed.py`` on the tiny translator (Marian's layout), its ONNX export reused."""
+    import importlib.util
+    import subprocess
+    import sys
+
+    from tiny_export import SENTENCES
+
+    model_dir, out = exported
+    (tmp_path / "source.txt").write_text("\n".join(SENTENCES) + "\n")
+    (tmp_path / "references.txt").write_text("\n".join(SENTENCES[::-1]) + "\n")
+    script = Path(__file__).resolve().parents[2] / "benchmarks" / "translate_speed.py"
+    result = subprocess.run([sys.executable, str(script), str(model_dir), "--source", str(tmp_path / "source.txt"),
+                             "--references", str(tmp_path / "references.txt"), "--batch-size", "4",
+                             "--max-new-tokens", "6", "--onnx-dir", str(out), "--work", str(tmp_path / "work")],
+                            capture_output=True, text=True, timeout=300, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+    rows = {line[:26].strip(): line for line in result.stdout.splitlines()}
+    assert rows["ours fp32"].split()[-2:] == ["6/6", "1.00x"] and "threads" in result.stdout
+    assert rows["onnxruntime fp32"].split()[-2] == "6/6"  # the same graphs, the same beams
+    assert rows["transformers generate"].split()[-2] == "6/6"  # Marian's layout holds the model exactly
+    assert "ours int8 (weight-only)" in rows
+    if importlib.util.find_spec("ctranslate2") is None:
+        assert "CTranslate2 skipped: pip install ctranslate2" in result.stdout
+    else:
+        assert rows["CTranslate2 fp32"].split()[-2] == "6/6"

@@ -1,6 +1,7 @@
 """Weight-only int8/int4 (``multihead.quantize``) on the deployed tasks: a quantized translator and a quantized
 classifier round-trip through model directories (``multihead quantize``), and translate, summarise and predict
-from there exactly as the quantized model in memory does, close to float32."""
+from there exactly as the quantized model in memory does. (How close int8 and int4 stay to float32 is measured on
+trained models: ``tests/quantize`` and ``docs/results/deploy.md``.)"""
 
 from __future__ import annotations
 
@@ -36,14 +37,6 @@ def test_a_quantized_translator_round_trips_through_a_model_directory(tmp_path: 
     got = generate(loaded.model, SOURCES, config)
     assert [[h.tokens for h in hs] for hs in got] == [[h.tokens for h in hs] for hs in expected]
     assert [[h.score for h in hs] for hs in got] == [[h.score for h in hs] for hs in expected]
-    float_best = generate(load_model_dir(source).model, SOURCES, config.replace(num_return_sequences=1))
-    with torch.inference_mode():  # the quantized model scores float32's best translation nearly as float32 does
-        for sources, hypotheses in zip(SOURCES, float_best, strict=True):
-            target = torch.tensor([[4, *hypotheses[0].tokens]])
-            logits = [model(torch.tensor([sources]), target).log_softmax(-1) for model in
-                      (load_model_dir(source).model, loaded.model)]
-            picked = [values[0, :-1].gather(-1, target[:, 1:].T).sum() for values in logits]
-            assert float(picked[1]) == pytest.approx(float(picked[0]), abs=0.1 if bits == 8 else 1.0)
     arguments = ["a dog runs on the beach", "two men sit", "--max-new-tokens", "6"]
     in_memory_text = loaded(arguments[:2], generation=loaded.generation_config(max_new_tokens=6))
     assert main(["translate", str(tmp_path / "quantized"), *arguments]) == 0

@@ -65,8 +65,9 @@ def translator_dir(path: Path) -> Path:
     from multihead.models import EncoderDecoder, TransformerConfig
 
     tokenizer = word_tokenizer()
+    # Marian's layout (post-norm, sinusoids in halves, output bias), so that the benchmark can convert it too
     config = TransformerConfig(vocab_size=tokenizer.vocab_size, d_model=16, n_heads=2, n_layers=1,
                                n_decoder_layers=2, d_ff=32, max_length=64, dropout=0.0, positions="sinusoidal",
-                               tie_embeddings=False, pad_id=tokenizer.pad_id)
-    model = widen(EncoderDecoder(config), seed=4, std=0.2)
+                               sinusoid_layout="halves", norm_first=False, output_bias=True, pad_id=tokenizer.pad_id)
+    model = widen(EncoderDecoder(config), seed=4, std=1.0)
     return save_model_dir(path, model=model, tokenizer=tokenizer, extra={"task": "translation"})
