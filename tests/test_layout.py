@@ -77,3 +77,9 @@ def test_no_import_cycles() -> None:
     for name in sorted(graph):
         if name not in state:
             visit(name)
+
+
+def test_test_modules_have_unique_names() -> None:
+    """Test folders are not packages, so two test modules of one name stop pytest's collection."""
+    names = [path.name for path in (SRC.parents[1] / "tests").rglob("test_*.py")]
+    assert len(names) == len(set(names)), sorted({name for name in names if names.count(name) > 1})
