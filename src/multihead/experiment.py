@@ -244,9 +244,8 @@ def _typed(section: dict[str, Any], kind: type, where: str) -> dict[str, Any]:
 
 
 _EXTRA_TYPES: dict[str, Any] = {"architecture": str, "preset": str, "pooling": str, "shared_vocabulary": bool,
-                                "init_from": str, "ensemble": int}
-"""The type of each of :data:`MODEL_EXTRAS`."""
-assert set(_EXTRA_TYPES) == set(MODEL_EXTRAS)
+                                "ensemble": int}
+"""The types of :data:`MODEL_EXTRAS` (``init_from`` is checked with what it may name)."""
 
 _SECTIONS: dict[str, type] = {"data": DataConfig, "tokenizer": TokenizerConfig, "training": TrainingConfig,
                               "pretraining": PretrainingConfig}
@@ -293,6 +292,7 @@ def build_experiment(values: dict[str, Any], *, base_dir: Path | None = None) ->
     _check_keys(model, model_fields | set(MODEL_EXTRAS), "model")
     hints = typing.get_type_hints(config_class)
     model = {key: _coerce(value, hints[key], f"model.{key}") if key in model_fields
+             else value if key not in _EXTRA_TYPES  # init_from is checked below, with what it may name
              else _coerce(value, _EXTRA_TYPES[key], f"model.{key}") for key, value in model.items()}
     ensemble = model.get("ensemble", 1)
     if not isinstance(ensemble, int) or isinstance(ensemble, bool) or ensemble < 1:
