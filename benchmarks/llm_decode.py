@@ -14,8 +14,8 @@ decode tokens/s counts the tokens after the first over the time after it.
   layer int8), the GGUF's blocks via ``load_gguf(keep_quantized=True)``.
 - ``transformers``: ``from_pretrained(folder, gguf_file=...)`` (dequantized to float32), ``generate``.
 - llama.cpp: ``llama-cpp-python`` on the same file (Q4_1 matrices, Q8_0 embedding), when it is installed
-  (benchmark-only; never a dependency of multihead). Batch 1 uses ``Llama.generate``; larger batches decode one
-  sequence per ``seq_id`` in shared ``llama_decode`` batches.
+  (benchmark-only; never a dependency of multihead), batch 1 only: ``Llama.generate``'s context holds one
+  sequence (``Llama()`` takes no ``n_seq_max`` in llama-cpp-python 0.3.36).
 
 Greedy-token agreement: for each setting, the share of the ``batch x new tokens`` positions whose token equals
 ours float32's, and the mean number of tokens before a row's first difference.
@@ -46,21 +46,30 @@ Run = Callable[[list[list[int]], int], "Timed"]
 
 @dataclass
 class Timed:
-    """One decoding run: the tokens of every row, time to first token and total seconds."""
+    """One decoding run: the tokens of every row, time to first token and total seconds (``clock``'s)."""
 
     tokens: list[list[int]]
     first: float
     total: float
 
 
+clock = time.process_time
+"""CPU seconds of this process (all its threads): on a machine shared with other jobs, wall time mostly measures
+waiting for a core; with one thread, CPU time is what an idle machine's wall time would be. ``--wall`` switches."""
+
+
+def now() -> float:
+    return clock()
+
+
 def ours(model: torch.nn.Module, *, transposed: bool = False) -> Run:
     def run(prompts: list[list[int]], new_tokens: int) -> Timed:
         config = GenerationConfig(max_new_tokens=new_tokens, transposed_weights=transposed)
         calls: list[float] = []
-        start = time.perf_counter()
+        start = now()
         results = generate(model, prompts, config, batch_size=len(prompts),
-                           on_forward=lambda ids: calls.append(time.perf_counter()))
-        total = time.perf_counter() - start
+                           on_forward=lambda ids: calls.append(now()))
+        total = now() - start
         first = calls[1] - start if len(calls) > 1 else total  # the second forward follows the first token
         return Timed([hypotheses[0].tokens for hypotheses in results], first, total)
 
@@ -79,81 +88,44 @@ def transformers_engine(model: Any) -> Run:
 
         def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
             if self.at is None:
-                self.at = time.perf_counter()
+                self.at = now()
             return scores
 
     def run(prompts: list[list[int]], new_tokens: int) -> Timed:
         ids = torch.tensor(prompts)  # (B, P): equal lengths, no padding
         timer = FirstToken()
-        start = time.perf_counter()
+        start = now()
         with torch.inference_mode():
             out = model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=new_tokens,
                                  do_sample=False, logits_processor=transformers.LogitsProcessorList([timer]))
-        total = time.perf_counter() - start
+        total = now() - start
         return Timed(out[:, ids.shape[1]:].tolist(), (timer.at or start + total) - start, total)
 
     return run
 
 
 def llama_cpp_engine(path: Path, *, threads: int, batch: int, context: int) -> Run:
+    """llama.cpp's own greedy loop over one sequence (``Llama.generate``)."""
     import llama_cpp
-    import numpy as np
 
     llm = llama_cpp.Llama(model_path=str(path), n_ctx=context * batch, n_batch=max(32 * batch, 64),
-                          n_threads=threads, n_threads_batch=threads, n_seq_max=batch, logits_all=False,
-                          verbose=False)
-    vocab = llm.n_vocab()
+                          n_threads=threads, n_threads_batch=threads, logits_all=False, verbose=False)
 
     def run_one(prompts: list[list[int]], new_tokens: int) -> Timed:
         llm.reset()
         tokens: list[int] = []
-        start = time.perf_counter()
+        start = now()
         first = 0.0
         for token in llm.generate(prompts[0], top_k=1, top_p=1.0, min_p=0.0, temp=0.0, repeat_penalty=1.0,
                                   reset=True):
             if not tokens:
-                first = time.perf_counter() - start
+                first = now() - start
             tokens.append(int(token))
             if len(tokens) == new_tokens:
                 break
-        return Timed([tokens], first, time.perf_counter() - start)
+        return Timed([tokens], first, now() - start)
 
-    def run_many(prompts: list[list[int]], new_tokens: int) -> Timed:  # one sequence per seq_id, shared batches
-        ctx = llm.ctx
-        llama_cpp.llama_memory_clear(llama_cpp.llama_get_memory(ctx), True)
-        size = sum(len(prompt) for prompt in prompts)
-        native = llama_cpp.llama_batch_init(max(size, len(prompts)), 0, 1)
-        try:
-            def decode(entries: list[tuple[int, int, int, bool]]) -> list[int]:
-                native.n_tokens = len(entries)
-                for index, (token, position, sequence, wanted) in enumerate(entries):
-                    native.token[index], native.pos[index] = token, position
-                    native.n_seq_id[index], native.seq_id[index][0] = 1, sequence
-                    native.logits[index] = wanted
-                if llama_cpp.llama_decode(ctx, native) != 0:
-                    raise RuntimeError("llama_decode failed")
-                chosen = []
-                for index, entry in enumerate(entries):
-                    if entry[3]:
-                        pointer = llama_cpp.llama_get_logits_ith(ctx, index)
-                        chosen.append(int(np.ctypeslib.as_array(pointer, shape=(vocab,)).argmax()))
-                return chosen
-
-            start = time.perf_counter()
-            entries = [(token, position, row, position == len(prompt) - 1)
-                       for row, prompt in enumerate(prompts) for position, token in enumerate(prompt)]
-            last = decode(entries)
-            first = time.perf_counter() - start
-            tokens = [[token] for token in last]
-            for step in range(1, new_tokens):
-                last = decode([(token, len(prompts[row]) + step - 1, row, True) for row, token in enumerate(last)])
-                for row, token in enumerate(last):
-                    tokens[row].append(token)
-            return Timed(tokens, first, time.perf_counter() - start)
-        finally:
-            llama_cpp.llama_batch_free(native)
-
-    return run_one if batch == 1 else run_many
+    return run_one
 
 
 def agreement(tokens: list[list[int]], reference: list[list[int]]) -> tuple[float, float]:
@@ -200,10 +172,10 @@ def kernel_table(rows: int, repeats: int = 5) -> None:
                 path()
             for _ in range(repeats):
                 for name, path in paths.items():
-                    start = time.perf_counter()
+                    start = now()
                     for _ in range(count):
                         path()
-                    times[name].append((time.perf_counter() - start) / count * 1e6)
+                    times[name].append((now() - start) / count * 1e6)
         median = {name: statistics.median(values) for name, values in times.items()}
         streamed = out_features * in_features * 4 / (median["transposed"] * 1e-6) / 1e9
         print(f"{label:<24} {median['linear']:>12.0f} {median['transposed']:>16.0f} {median['int8']:>12.0f} "
@@ -247,23 +219,27 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--quick", action="store_true", help="a tiny random Llama, a few tokens (smoke test)")
     parser.add_argument("--kernels", action="store_true", help="only time the matrix products of each kind")
     parser.add_argument("--profile", action="store_true", help="also profile each engine's run at each setting")
+    parser.add_argument("--wall", action="store_true", help="time by the wall clock instead of CPU time")
     args = parser.parse_args(argv)
+    global clock
+    clock = time.perf_counter if args.wall else time.process_time
+    timing = "wall-clock time" if args.wall else "CPU time of the process (all threads)"
     threads = [int(value) for value in args.threads.split(",")]
     batches = [int(value) for value in args.batches.split(",")]
     if args.kernels:
-        print(f"machine: {machine()}")
+        print(f"machine: {machine()}; timed by {timing}")
         for thread_count in threads:
             torch.set_num_threads(thread_count)
             for batch in batches:
                 kernel_table(batch)
         return {}
-    engines = _engines(args.quick)
+    engines = _engines(args.quick, None if args.only is None else set(args.only.split(",")))
     if args.only:
         engines = {name: make for name, make in engines.items()
                    if name in args.only.split(",") or name == "ours fp32"}
     tokenizer = engines.pop("_tokenizer")
     prompts_all = chat_prompts(tokenizer, max(batches), length=args.prompt_tokens)
-    print(f"machine: {machine()}")
+    print(f"machine: {machine()}; timed by {timing}")
     print(f"greedy, {args.prompt_tokens}-token chat prompts, {args.new_tokens} new tokens (no stop token), median of "
           f"{args.repeats} interleaved repeats after a warm-up; ratios against transformers and llama.cpp at the same "
           f"batch and threads")
@@ -286,8 +262,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     return results
 
 
-def _engines(quick: bool) -> dict[str, Any]:
-    """Engine name -> ``(threads, batch) -> Run or None``, plus ``_tokenizer``."""
+def _engines(quick: bool, only: set[str] | None = None) -> dict[str, Any]:
+    """Engine name -> ``(threads, batch) -> Run or None``, plus ``_tokenizer``; with ``only``, just those (and ours
+    float32, the reference of agreement)."""
+    def wanted(name: str) -> bool:
+        return only is None or name in only
+
     if quick:
         model, tokenizer, twin = tiny_gguf_model()
         path = None
@@ -297,13 +277,15 @@ def _engines(quick: bool) -> dict[str, Any]:
         path = gguf_path()
         loaded = load_gguf(path)
         model, tokenizer = loaded.model, loaded.tokenizer
-        twin = _transformers(path)
-    int8 = quantize_model(copy.deepcopy(model), bits=8)
-    int4 = quantize_model(copy.deepcopy(model), bits=4, group_size=32)
-    engines: dict[str, Any] = {"_tokenizer": tokenizer,
-                               "ours fp32": lambda t, b: ours(model, transposed=True),
-                               "ours int8": lambda t, b: ours(int8), "ours int4 g32": lambda t, b: ours(int4)}
-    if path is not None:
+        twin = _transformers(path) if wanted("transformers fp32") else None
+    engines: dict[str, Any] = {"_tokenizer": tokenizer, "ours fp32": lambda t, b: ours(model, transposed=True)}
+    if wanted("ours int8"):
+        int8 = quantize_model(copy.deepcopy(model), bits=8)
+        engines["ours int8"] = lambda t, b: ours(int8)
+    if wanted("ours int4 g32"):
+        int4 = quantize_model(copy.deepcopy(model), bits=4, group_size=32)
+        engines["ours int4 g32"] = lambda t, b: ours(int4)
+    if path is not None and wanted("ours GGUF Q4_1"):
         from multihead.interop.gguf import load_gguf
 
         kept = load_gguf(path, keep_quantized=True).model
@@ -311,7 +293,9 @@ def _engines(quick: bool) -> dict[str, Any]:
     if twin is not None:
         engines["transformers fp32"] = lambda t, b: transformers_engine(twin)
     if path is not None and _has_llama_cpp():
-        engines["llama.cpp Q4_1"] = lambda t, b: llama_cpp_engine(path, threads=t, batch=b, context=512)
+        # Llama() takes no n_seq_max (llama-cpp-python 0.3.36), so its context holds one sequence: batch 1 only
+        engines["llama.cpp Q4_1"] = lambda t, b: llama_cpp_engine(path, threads=t, batch=b, context=512) if b == 1 \
+            else None
     elif path is not None:
         print("llama.cpp: not measured (llama-cpp-python is not installed; see docs/results/llm.md)")
     return engines
