@@ -12,6 +12,7 @@ import multihead
 from multihead.cli.answer import add_answer_commands
 from multihead.cli.chat import add_chat_commands
 from multihead.cli.compare import add_compare_commands
+from multihead.cli.data import add_data_commands
 from multihead.cli.export import add_export_commands
 from multihead.cli.failures import (
     BAD_INPUT,
@@ -231,6 +232,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_inspect_commands(commands)
     add_heads_commands(commands)
     add_serve_commands(commands)
+    add_data_commands(commands)
     add_answer_commands(commands)
     add_export_commands(commands)
 
