@@ -26,7 +26,7 @@ def _serve(args: argparse.Namespace) -> int:
     settings = ServeSettings(
         api_key=api_key, slots=args.slots, batching=not args.no_batching, max_queue=args.max_queue,
         max_prompt_tokens=args.max_prompt_tokens, max_tokens=args.max_tokens,
-        default_max_tokens=min(args.default_max_tokens, args.max_tokens), max_body_bytes=args.max_body_bytes,
+        default_max_tokens=args.default_max_tokens, max_body_bytes=args.max_body_bytes,
         request_timeout=args.request_timeout, loopback_only=is_loopback(args.host),
         allowed_origins=tuple(args.allow_origin or ()), allowed_hosts=tuple(args.allow_host or ()))
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
