@@ -126,7 +126,7 @@ def test_resuming_after_a_model_size_change_is_one_line(tmp_path: Path, capsys: 
                               for i in range(40)]
     (tmp_path / "train.tsv").write_text("\n".join(rows) + "\n")
     (tmp_path / "run.yaml").write_text(
-        "task: classification\noutput_dir: run\ndata: {train: train.tsv, max_length: 8}\n"
+        f"task: classification\noutput_dir: {tmp_path / 'run'}\ndata: {{train: train.tsv, max_length: 8}}\n"
         "tokenizer: {kind: word, vocab_size: 40, min_frequency: 1}\n"
         "model: {preset: tiny, d_model: 16, n_heads: 2, n_layers: 1, d_ff: 32}\n"
         "training: {steps: 2, batch_size: 4, eval_every: 2, progress: false}\n")

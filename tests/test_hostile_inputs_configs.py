@@ -18,7 +18,7 @@ from multihead.training import TrainingConfig
 
 RECIPE = """\
 task: classification
-output_dir: run
+output_dir: OUTPUT
 data: {train: train.tsv, max_length: 8}
 tokenizer: {kind: word, vocab_size: 40, min_frequency: 1}
 model: {preset: tiny, d_model: 16, n_heads: 2, n_layers: 1, d_ff: 32}
@@ -30,16 +30,22 @@ BOMB = "".join(f"{name}: &{name} [{', '.join([f'*{previous}'] * 9)}]\n"
 """Nine levels of nine-fold aliases: 468 bytes that expand to 387 million strings."""
 
 
+def _recipe(folder: Path) -> str:
+    """The recipe with its output in ``folder`` (never in the working directory)."""
+    return RECIPE.replace("OUTPUT", str(folder / "run"))
+
+
 @pytest.fixture
 def recipe(tmp_path: Path) -> Path:
     path = tmp_path / "run.yaml"
-    path.write_text(RECIPE)
+    path.write_text(_recipe(tmp_path))
     return path
 
 
 def test_a_yaml_alias_bomb_is_refused_in_one_short_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = tmp_path / "bomb.yaml"
-    path.write_text('a: &a ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]\n' + BOMB + RECIPE)
+    first = 'a: &a ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]\n'
+    path.write_text(first + BOMB + _recipe(tmp_path))
     line = fails(capsys, ["train", str(path)], says=("bomb.yaml", "line 2", "alias", "not allowed"))
     assert len(line) < 300
 
@@ -90,8 +96,8 @@ def test_sizes_over_the_limits_are_refused_before_allocating(settings: list[str]
                                                              capsys: pytest.CaptureFixture[str]) -> None:
     arguments = [part for setting in settings for part in ("--set", setting)]
     if "model.architecture=textcnn" in settings:
-        recipe.write_text(RECIPE.replace("model: {preset: tiny, d_model: 16, n_heads: 2, n_layers: 1, d_ff: 32}",
-                                         "model: {architecture: textcnn}"))
+        transformer = "model: {preset: tiny, d_model: 16, n_heads: 2, n_layers: 1, d_ff: 32}"
+        recipe.write_text(_recipe(recipe.parent).replace(transformer, "model: {architecture: textcnn}"))
         arguments = [part for setting in settings[-2:] for part in ("--set", setting)]
     fails(capsys, ["train", str(recipe), *arguments], says=says)
 
@@ -158,7 +164,7 @@ def test_data_format_names_a_file_without_a_suffix(tmp_path: Path, recipe: Path,
     rows = ["text\tlabel"] + [f"{'good fun' if i % 2 else 'bad dull'} film\t{'pos' if i % 2 else 'neg'}"
                               for i in range(20)]
     (tmp_path / "examples").write_text("\n".join(rows) + "\n")
-    recipe.write_text(RECIPE.replace("train: train.tsv", "train: examples"))
+    recipe.write_text(_recipe(tmp_path).replace("train: train.tsv", "train: examples"))
     fails(capsys, ["train", str(recipe)], says=("cannot tell the format", "data.format"))
     from multihead.tasks.classification import load_splits
 

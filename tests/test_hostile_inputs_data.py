@@ -15,7 +15,7 @@ from multihead.errors import LimitError
 
 LM_RECIPE = """\
 task: language-model
-output_dir: run
+output_dir: {output}
 data: {{train: {train}}}
 tokenizer: {{kind: char, vocab_size: 60, min_frequency: 1}}
 model: {{preset: tiny, d_model: 16, n_heads: 2, n_layers: 1, d_ff: 32, max_length: 16}}
@@ -33,7 +33,7 @@ def test_a_fifo_as_data_is_refused_without_blocking(tmp_path: Path, classifier: 
                                                     capsys: pytest.CaptureFixture[str]) -> None:
     fifo = tmp_path / "text.txt"
     os.mkfifo(fifo)  # reading it would wait for a writer forever
-    (tmp_path / "lm.yaml").write_text(LM_RECIPE.format(train=fifo))
+    (tmp_path / "lm.yaml").write_text(LM_RECIPE.format(train=fifo, output=tmp_path / "run"))
     fails(capsys, ["train", str(tmp_path / "lm.yaml")], says=(str(fifo), "FIFO", "regular file"))
     table = tmp_path / "test.tsv"
     os.mkfifo(table)
@@ -42,7 +42,7 @@ def test_a_fifo_as_data_is_refused_without_blocking(tmp_path: Path, classifier: 
 
 @pytest.mark.skipif(not Path("/dev/zero").exists(), reason="needs /dev/zero")
 def test_an_endless_device_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    (tmp_path / "lm.yaml").write_text(LM_RECIPE.format(train="/dev/zero"))
+    (tmp_path / "lm.yaml").write_text(LM_RECIPE.format(train="/dev/zero", output=tmp_path / "run"))
     fails(capsys, ["train", str(tmp_path / "lm.yaml")], says=("/dev/zero", "character device"))
 
 
@@ -77,7 +77,7 @@ def test_deeply_nested_json_lines_are_bad_rows(tmp_path: Path, classifier: Path,
 
 
 def test_a_line_over_the_limit_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("multihead.data.readers.MAX_LINE_BYTES", 100)
+    monkeypatch.setattr("multihead.data.reading.MAX_LINE_BYTES", 100)
     path = tmp_path / "test.jsonl"
     path.write_text('{"text": "short", "label": "pos"}\n{"text": "' + "w" * 200 + '", "label": "neg"}\n')
     with pytest.raises(DataError, match=r"test.jsonl:2: a line of more than 100 bytes"):
