@@ -234,10 +234,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 kernel_table(batch)
         return {}
     engines = _engines(args.quick, None if args.only is None else set(args.only.split(",")))
+    tokenizer = engines.pop("_tokenizer")
     if args.only:
         engines = {name: make for name, make in engines.items()
                    if name in args.only.split(",") or name == "ours fp32"}
-    tokenizer = engines.pop("_tokenizer")
     prompts_all = chat_prompts(tokenizer, max(batches), length=args.prompt_tokens)
     print(f"machine: {machine()}; timed by {timing}")
     print(f"greedy, {args.prompt_tokens}-token chat prompts, {args.new_tokens} new tokens (no stop token), median of "
