@@ -21,6 +21,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from multihead.errors import CheckpointError, ConfigError
+
 __all__ = [
     "GROUP_SIZES",
     "ceil_to_bfloat16",
@@ -71,7 +73,7 @@ def quantize_int4(weight: Tensor, *, group_size: int) -> tuple[Tensor, Tensor, T
     _check_matrix(weight)
     rows, columns = weight.shape
     if group_size not in GROUP_SIZES or columns % group_size:
-        raise ValueError(f"int4 groups: group_size must be one of {GROUP_SIZES} and divide the {columns} input "
+        raise ConfigError(f"int4 groups: group_size must be one of {GROUP_SIZES} and divide the {columns} input "
                          f"features, got {group_size}")
     groups = weight.detach().float().reshape(rows, columns // group_size, group_size)  # (N, K/G, G)
     low, high = groups.amin(dim=-1), groups.amax(dim=-1)  # (N, K/G)
@@ -109,4 +111,4 @@ def _check_matrix(weight: Tensor) -> None:
         raise ValueError(f"expected a floating-point (out_features, in_features) weight, got {weight.dtype} "
                          f"{tuple(weight.shape)}")
     if weight.numel() and not bool(torch.isfinite(weight).all()):
-        raise ValueError("the weight holds NaN or infinite values; only finite weights can be quantized")
+        raise CheckpointError("the weight holds NaN or infinite values; only finite weights can be quantized")
