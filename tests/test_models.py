@@ -109,6 +109,24 @@ def test_decoder_lm_left_padding_with_mask_and_positions_matches_unpadded() -> N
     assert not got.isnan().any()
 
 
+def test_last_only_logits_equal_the_last_position_of_forward() -> None:
+    torch.manual_seed(0)
+    model = DecoderLM(config(positions="rope", n_kv_heads=2)).eval()
+    ids = torch.randint(1, 50, (3, 7))
+    mask = torch.ones(3, 7, dtype=torch.bool)
+    mask[0, :2] = False  # left padding on one row
+    position_ids = (mask.cumsum(dim=1) - 1).clamp(min=0)  # (3, 7)
+    full, cache = model(ids, mask=mask, position_ids=position_ids), model.make_cache(batch_size=3, max_length=8)
+    last = model(ids, mask=mask, position_ids=position_ids, cache=cache, last_only=True)
+    assert last.shape == (3, 1, 50)
+    torch.testing.assert_close(last[:, 0], full[:, -1], atol=1e-6, rtol=0)
+    step = torch.randint(1, 50, (3, 1))
+    step_mask = torch.cat([mask, torch.ones(3, 1, dtype=torch.bool)], dim=1)  # (3, 8)
+    whole = model(torch.cat([ids, step], dim=1), mask=step_mask, position_ids=(step_mask.cumsum(1) - 1).clamp(min=0))
+    stepped = model(step, mask=step_mask, cache=cache, position_ids=position_ids[:, -1:] + 1, last_only=True)
+    torch.testing.assert_close(stepped[:, 0], whole[:, -1], atol=ATOL, rtol=0)
+
+
 def test_weight_tying_is_optional() -> None:
     tied, untied = DecoderLM(config()), DecoderLM(config(tie_embeddings=False))
     assert tied.lm_head.weight is tied.decoder.embeddings.tokens.weight

@@ -244,7 +244,8 @@ class ChatSession:
         for start in range(0, len(ids), PREFILL_CHUNK):
             chunk = ids[start : start + PREFILL_CHUNK]
             try:
-                logits = self.model(torch.tensor([chunk], device=self._device()), cache=self._cache)[:, -1]
+                ids_chunk = torch.tensor([chunk], device=self._device())  # (1, T)
+                logits = self.model(ids_chunk, cache=self._cache, last_only=True)[:, -1]  # (1, V)
             except BaseException:  # an interrupted forward may have written some layers: forget them
                 self._cache.truncate(len(self._cached))
                 raise

@@ -257,8 +257,8 @@ class Scheduler:
             count = min(budget, len(sequence.prompt) - sequence.prefilled)
             chunk = sequence.prompt[sequence.prefilled : sequence.prefilled + count]
             positions = self._cache.plan_prefill(row, count)
-            ids = torch.tensor([chunk], device=self._cache.device)  # (1, T)
-            logits = self.model(ids, cache=self._cache.decoder_cache, position_ids=positions)[:, -1]  # (1, V)
+            ids = torch.tensor([chunk], device=self._cache.device)  # (1, T); the logits below are (1, V)
+            logits = self.model(ids, cache=self._cache.decoder_cache, position_ids=positions, last_only=True)[:, -1]
             sequence.prefilled += count
             budget -= count
             if sequence.prefilled < len(sequence.prompt):

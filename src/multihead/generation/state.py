@@ -205,6 +205,8 @@ class DecodingState:
             assert isinstance(self.model, ENCODER_DECODERS) and self.memory is not None
             copies = {"source_ids": self.source} if getattr(self.model, "copy_generator", None) is not None else {}
             logits = self.model.decode(ids, self.memory, source_mask=self.source_mask, cache=self.cache, **copies)
+        elif isinstance(self.model, DecoderLM):
+            logits = self.model(ids, mask=self.key_mask, cache=self.cache, position_ids=position_ids, last_only=True)
         else:
             logits = self.model(ids, mask=self.key_mask, cache=self.cache, position_ids=position_ids)
         return logits[:, -1]  # (N, V)

@@ -148,9 +148,13 @@ class DecoderLM(nn.Module):
         mask: Tensor | None = None,
         cache: DecoderCache | None = None,
         position_ids: Tensor | None = None,
+        last_only: bool = False,
     ) -> Tensor:
-        """Logits ``(B, T, V)`` for ``(B, T)`` ids; with a cache, ``ids`` are the new tokens only."""
-        return self.lm_head(self.decoder(ids, mask=mask, cache=cache, position_ids=position_ids))
+        """Logits ``(B, T, V)`` for ``(B, T)`` ids; with a cache, ``ids`` are the new tokens only. ``last_only``:
+        logits ``(B, 1, V)`` of the last position alone (a prompt's prefill skips ``T - 1`` vocabulary
+        projections and the ``(B, T, V)`` tensor)."""
+        hidden = self.decoder(ids, mask=mask, cache=cache, position_ids=position_ids)  # (B, T, D)
+        return self.lm_head(hidden[:, -1:] if last_only else hidden)  # (B, T or 1, V)
 
     def make_cache(
         self,
