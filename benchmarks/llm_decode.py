@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import itertools
 import statistics
 import sys
 import time
@@ -104,28 +105,63 @@ def transformers_engine(model: Any) -> Run:
     return run
 
 
+def _no_log(level: int, text: bytes, user_data: Any) -> None:
+    """llama.cpp's log callback that drops the message."""
+
+
+try:
+    from llama_cpp import llama_log_callback
+
+    _QUIET_LLAMA = llama_log_callback(_no_log)  # kept alive here: llama.cpp holds a pointer to it
+except ImportError:  # llama-cpp-python is a benchmark-only dependency
+    _QUIET_LLAMA = None
+
+
 def llama_cpp_engine(path: Path, *, threads: int, batch: int, context: int) -> Run:
-    """llama.cpp's own greedy loop over one sequence (``Llama.generate``)."""
-    import llama_cpp
+    """llama.cpp's greedy decoding of ``batch`` sequences at once: its own model and context objects
+    (``llama_cpp._internals``, the low-level API that ``Llama`` wraps, whose ``Llama()`` takes no ``n_seq_max``),
+    one ``llama_decode`` per step over a batch holding each live sequence's newest token."""
+    import numpy as np
+    from llama_cpp import _internals, llama_context_default_params, llama_log_set, llama_model_default_params
 
-    llm = llama_cpp.Llama(model_path=str(path), n_ctx=context * batch, n_batch=max(32 * batch, 64),
-                          n_threads=threads, n_threads_batch=threads, logits_all=False, verbose=False)
+    llama_log_set(_QUIET_LLAMA, None)  # llama.cpp logs every context's graph to stderr otherwise
+    model_params = llama_model_default_params()
+    model = _internals.LlamaModel(path_model=str(path), params=model_params, verbose=False)
+    params = llama_context_default_params()
+    params.n_ctx, params.n_seq_max = context * batch, batch
+    params.n_batch = params.n_ubatch = max(context * batch, 64)
+    params.n_threads = params.n_threads_batch = threads
+    ctx = _internals.LlamaContext(model=model, params=params, verbose=False)
+    vocabulary = model.n_vocab()
 
-    def run_one(prompts: list[list[int]], new_tokens: int) -> Timed:
-        llm.reset()
-        tokens: list[int] = []
+    def greedy(index: int) -> int:
+        logits = np.ctypeslib.as_array(ctx.get_logits_ith(index), shape=(vocabulary,))
+        return int(logits.argmax())
+
+    def run(prompts: list[list[int]], new_tokens: int) -> Timed:
+        ctx.kv_cache_clear()
+        step = _internals.LlamaBatch(n_tokens=sum(len(p) for p in prompts), embd=0, n_seq_max=len(prompts),
+                                     verbose=False)
         start = now()
-        first = 0.0
-        for token in llm.generate(prompts[0], top_k=1, top_p=1.0, min_p=0.0, temp=0.0, repeat_penalty=1.0,
-                                  reset=True):
-            if not tokens:
-                first = now() - start
-            tokens.append(int(token))
-            if len(tokens) == new_tokens:
-                break
-        return Timed([tokens], first, now() - start)
+        for row, prompt in enumerate(prompts):  # every prompt in one batch; logits of each last token
+            step.add_sequence(prompt, row, logits_all=False)
+        ctx.decode(step)
+        ends = list(itertools.accumulate(len(p) for p in prompts))
+        tokens = [[greedy(end - 1)] for end in ends]
+        first = now() - start
+        for _ in range(new_tokens - 1):
+            step.reset()
+            for row, prompt in enumerate(prompts):
+                position = len(prompt) + len(tokens[row]) - 1
+                step.batch.token[row], step.batch.pos[row] = tokens[row][-1], position
+                step.batch.seq_id[row][0], step.batch.n_seq_id[row], step.batch.logits[row] = row, 1, True
+            step.batch.n_tokens = len(prompts)
+            ctx.decode(step)
+            for row in range(len(prompts)):
+                tokens[row].append(greedy(row))
+        return Timed(tokens, first, now() - start)
 
-    return run_one
+    return run
 
 
 def agreement(tokens: list[list[int]], reference: list[list[int]]) -> tuple[float, float]:
@@ -293,9 +329,7 @@ def _engines(quick: bool, only: set[str] | None = None) -> dict[str, Any]:
     if twin is not None:
         engines["transformers fp32"] = lambda t, b: transformers_engine(twin)
     if path is not None and _has_llama_cpp():
-        # Llama() takes no n_seq_max (llama-cpp-python 0.3.36), so its context holds one sequence: batch 1 only
-        engines["llama.cpp Q4_1"] = lambda t, b: llama_cpp_engine(path, threads=t, batch=b, context=512) if b == 1 \
-            else None
+        engines["llama.cpp Q4_1"] = lambda t, b: llama_cpp_engine(path, threads=t, batch=b, context=512)
     elif path is not None:
         print("llama.cpp: not measured (llama-cpp-python is not installed; see docs/results/llm.md)")
     return engines

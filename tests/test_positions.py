@@ -201,3 +201,17 @@ def test_alibi_rejects_non_positive_heads() -> None:
     """``n_heads <= 0`` is a ValueError naming it."""
     with pytest.raises(ValueError, match="got 0"):
         ALiBi(0)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_rotary_table_lookup_equals_computed_angles_bit_for_bit(dtype: torch.dtype) -> None:
+    """The shared CPU table gives the computed cos/sin exactly, as it grows, and past its cap."""
+    rotary = RotaryEmbedding(16, base=500.0)
+    # grows the table twice; a negative position; one past the table's cap
+    cases = [torch.arange(7), torch.tensor([[0, 3, 9], [250, 251, 1030]]), torch.tensor([-3, 0, 2]),
+             torch.arange(4095, 4100), torch.tensor([5]), torch.tensor([1 << 21])]
+    for positions in cases:
+        table = rotary.cos_sin(positions, dtype)
+        computed = rotary._computed_cos_sin(positions, dtype)
+        assert all(torch.equal(a, b) for a, b in zip(table, computed, strict=True))
+        assert table[0].shape == (*positions.shape, 16) and table[0].dtype == dtype

@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 __all__ = ["ALiBi", "LearnedPositions", "RotaryEmbedding", "SinusoidalPositions"]
@@ -86,14 +87,55 @@ class RotaryEmbedding(nn.Module):
         if x.shape[-1] != self.head_dim:
             raise ValueError(f"rotary embedding built for head_dim {self.head_dim}, got width {x.shape[-1]}")
         compute = torch.promote_types(x.dtype, torch.float32)
-        angles = position_ids[..., None].double() * _inverse_frequencies(self.head_dim, self.base, x.device)
-        angles = torch.cat((angles, angles), dim=-1)  # (B|., T, Dh)
-        if angles.dim() == 3:
-            angles = angles[:, None]  # (B, 1, T, Dh)
-        cos, sin = angles.cos().to(compute), angles.sin().to(compute)
+        cos, sin = self.cos_sin(position_ids, compute)  # (B|., T, Dh) each
+        if cos.dim() == 3:
+            cos, sin = cos[:, None], sin[:, None]  # (B, 1, T, Dh)
         half = self.head_dim // 2
         rotated = torch.cat((-x[..., half:], x[..., :half]), dim=-1)  # (B, H, T, Dh)
         return (x.to(compute) * cos + rotated.to(compute) * sin).to(x.dtype)
+
+    def cos_sin(self, position_ids: Tensor, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
+        """``cos`` and ``sin`` of the angles of ``position_ids`` ``(..., T)``, each ``(..., T, Dh)`` in ``dtype``.
+
+        Eager calls on a CPU look them up in a table shared by every rotary module of the same ``head_dim``, base
+        and dtype (grown by doubling; the same float64 angles, so the same values): a 30-layer model does not
+        compute 60 sines and cosines per decoding step. Elsewhere (other devices, ``torch.compile``, ONNX
+        export, negative positions, positions past ``_MAX_TABLE_POSITIONS``) they are computed.
+        """
+        if torch.compiler.is_compiling() or position_ids.numel() == 0 or position_ids.device.type != "cpu":
+            return self._computed_cos_sin(position_ids, dtype)
+        key = (self.head_dim, float(self.base), dtype)
+        table = _ROTARY_TABLES.get(key)
+        if table is not None:
+            try:
+                return F.embedding(position_ids, table[0]), F.embedding(position_ids, table[1])
+            except IndexError:  # a position beyond the table, or a negative one
+                pass
+        if int(position_ids.min()) < 0 or int(position_ids.max()) >= _MAX_TABLE_POSITIONS:
+            return self._computed_cos_sin(position_ids, dtype)
+        length = max(256, 2 * (0 if table is None else table[0].shape[0]), 1 << int(position_ids.max()).bit_length())
+        table = _ROTARY_TABLES[key] = _rotary_table(self.head_dim, self.base, dtype, length)
+        return F.embedding(position_ids, table[0]), F.embedding(position_ids, table[1])
+
+    def _computed_cos_sin(self, position_ids: Tensor, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
+        angles = position_ids[..., None].double() * _inverse_frequencies(self.head_dim, self.base, position_ids.device)
+        angles = torch.cat((angles, angles), dim=-1)  # (..., T, Dh)
+        return angles.cos().to(dtype), angles.sin().to(dtype)
+
+
+_MAX_TABLE_POSITIONS = 1 << 20
+"""Positions a shared table covers at most (two tables of 1M x Dh); later positions are computed per call."""
+
+_ROTARY_TABLES: dict[tuple[int, float, torch.dtype], tuple[Tensor, Tensor]] = {}
+"""``(head_dim, base, dtype)`` -> CPU ``cos`` and ``sin`` tables ``(L, Dh)`` of positions ``0 .. L - 1``."""
+
+
+def _rotary_table(head_dim: int, base: float, dtype: torch.dtype, length: int) -> tuple[Tensor, Tensor]:
+    """CPU ``cos`` and ``sin`` ``(length, head_dim)`` of the rotate-half angles, computed in float64."""
+    positions = torch.arange(length, dtype=torch.float64)
+    angles = positions[:, None] * _inverse_frequencies(head_dim, base, positions.device)  # (L, Dh/2)
+    angles = torch.cat((angles, angles), dim=-1)  # (L, Dh)
+    return angles.cos().to(dtype), angles.sin().to(dtype)
 
 
 class ALiBi(nn.Module):
