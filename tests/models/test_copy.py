@@ -54,8 +54,9 @@ def test_copy_distribution_sums_the_weight_of_each_source_token() -> None:
     torch.testing.assert_close(out, expected, rtol=0, atol=1e-15)
 
 
-def test_mixture_is_a_distribution_equal_to_a_float64_reference() -> None:
-    model = copy_model()
+@pytest.mark.parametrize("previous", [False, True], ids=["content", "copy_previous_token"])
+def test_mixture_is_a_distribution_equal_to_a_float64_reference(previous: bool) -> None:
+    model = copy_model(copy_previous_token=previous)
     source, target = padded(SOURCES), torch.tensor([[BOS, 3, 4, 9], [BOS, 7, 7, 8], [BOS, 11, 2, 2], [BOS, 3, 3, 3]])
     with torch.no_grad():
         log_probs = model(source, target)  # (B, T, V)
@@ -64,13 +65,19 @@ def test_mixture_is_a_distribution_equal_to_a_float64_reference() -> None:
         hidden = model.decoder(target, memory.float(), context_mask=mask).double()  # (B, T, D)
         vocab = (hidden @ model.lm_head.weight.double().T).softmax(dim=-1)  # (B, T, V)
         attention = model.copy_generator.attention
-        q = hidden @ attention.q_proj.weight.double().T + attention.q_proj.bias.double()  # (B, T, D)
-        k = memory @ attention.k_proj.weight.double().T + attention.k_proj.bias.double()  # (B, S, D)
-        v = memory @ attention.v_proj.weight.double().T + attention.v_proj.bias.double()
+        inputs = model.decoder.embeddings.tokens(target).double()  # (B, T, D)
+        query_from, keys_from = hidden, memory
+        if previous:  # the input token joins the query, the token before each source position the keys
+            before = torch.cat([torch.full((4, 1), PAD), source[:, :-1]], dim=1)  # (B, S)
+            query_from = hidden + inputs @ model.copy_generator.input_queries.weight.double().T
+            keys_from = memory + (model.encoder.embeddings.tokens(before).double()
+                                  @ model.copy_generator.previous_keys.weight.double().T)
+        q = query_from @ attention.q_proj.weight.double().T + attention.q_proj.bias.double()  # (B, T, D)
+        k = keys_from @ attention.k_proj.weight.double().T + attention.k_proj.bias.double()  # (B, S, D)
+        v = keys_from @ attention.v_proj.weight.double().T + attention.v_proj.bias.double()
         scores = (q @ k.transpose(1, 2) / math.sqrt(q.shape[-1])).masked_fill(~mask[:, None, :], -math.inf)
         weights = scores.softmax(dim=-1)  # (B, T, S), one head
         context = weights @ v @ attention.out_proj.weight.double().T + attention.out_proj.bias.double()
-        inputs = model.decoder.embeddings.tokens(target).double()
         switch = model.copy_generator.switch
         p_gen = torch.sigmoid(torch.cat([hidden, context, inputs], dim=-1) @ switch.weight.double().T
                               + switch.bias.double())  # (B, T, 1)
@@ -108,8 +115,9 @@ def test_gradients_are_finite_for_tokens_the_source_lacks() -> None:
     assert model.copy_generator.switch.weight.grad.abs().sum() > 0
 
 
-def test_cached_step_by_step_decoding_equals_the_full_forward() -> None:
-    model = copy_model()
+@pytest.mark.parametrize("previous", [False, True], ids=["content", "copy_previous_token"])
+def test_cached_step_by_step_decoding_equals_the_full_forward(previous: bool) -> None:
+    model = copy_model(copy_previous_token=previous)
     source, target = padded(SOURCES), torch.tensor([[BOS, 3, 4, 9, 5], [BOS, 7, 7, 8, 2], [BOS, 11, 2, 2, 9],
                                                     [BOS, 3, 3, 3, 16]])
     with torch.no_grad():
@@ -125,9 +133,10 @@ def test_cached_step_by_step_decoding_equals_the_full_forward() -> None:
         model.decode(target, memory, source_mask=mask)
 
 
+@pytest.mark.parametrize("previous", [False, True], ids=["content", "copy_previous_token"])
 @pytest.mark.parametrize("beams", [1, 3])
-def test_generate_with_and_without_the_cache_agree(beams: int) -> None:
-    model = copy_model(seed=1)
+def test_generate_with_and_without_the_cache_agree(beams: int, previous: bool) -> None:
+    model = copy_model(seed=1, copy_previous_token=previous)
     config = GenerationConfig(max_new_tokens=12, num_beams=beams, bos_id=BOS, eos_id=EOS)
     cached = generate(model, SOURCES, config)
     uncached = generate(model, SOURCES, config.replace(use_cache=False))
@@ -149,6 +158,23 @@ def test_saved_and_loaded_model_decodes_the_same(tmp_path) -> None:
         torch.testing.assert_close(loaded(source, target), model(source, target), rtol=0, atol=0)
     plain = copy_model(copy_attention=False)
     assert "copy_attention" not in plain.config.to_dict()  # older model directories are unchanged
+    assert "copy_previous_token" not in model.config.to_dict()
+
+
+def test_copy_previous_token_is_saved_loaded_and_needs_copy_attention(tmp_path) -> None:
+    model = copy_model(seed=3, copy_previous_token=True)
+    (tmp_path / "m").mkdir()
+    write_model_files(tmp_path / "m", model=model)
+    loaded = load_model_dir(tmp_path / "m").model
+    assert isinstance(loaded, EncoderDecoder) and loaded.config.copy_previous_token
+    source, target = padded(SOURCES), torch.tensor([[BOS, 3, 4]] * 4)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(source, target), model(source, target), rtol=0, atol=0)
+        assert not torch.equal(copy_model(seed=3)(source, target), model(source, target))  # the maps act
+    with pytest.raises(ConfigError, match="needs copy_attention"):
+        TransformerConfig(vocab_size=VOCAB, copy_previous_token=True)
+    with pytest.raises(ConfigError, match="copy_previous_token must be true or false"):
+        TransformerConfig(vocab_size=VOCAB, copy_attention=True, copy_previous_token=1)  # type: ignore[arg-type]
 
 
 def test_copy_needs_one_shared_vocabulary() -> None:
@@ -165,13 +191,14 @@ def random_copy_batch(rows: int, generator: torch.Generator) -> tuple[torch.Tens
     return source, torch.cat([torch.full((rows, 1), BOS), tokens], dim=1)  # (B, 7) decoder input
 
 
-@pytest.mark.parametrize("copy", [True, False])
-def test_a_copy_task_is_learned_exactly_with_copy_attention(copy: bool) -> None:
+@pytest.mark.parametrize(("copy", "previous"), [(True, False), (True, True), (False, False)])
+def test_a_copy_task_is_learned_exactly_with_copy_attention(copy: bool, previous: bool) -> None:
     """150 Adam steps: the pointer-generator copies unseen random sequences exactly; the same model without
     copy attention has not learned the task at all (the contrast shows the mechanism at work)."""
     torch.manual_seed(0)
     config = TransformerConfig(vocab_size=VOCAB, d_model=32, n_heads=2, n_layers=1, n_decoder_layers=1, d_ff=64,
-                               dropout=0.0, max_length=16, positions="sinusoidal", pad_id=PAD, copy_attention=copy)
+                               dropout=0.0, max_length=16, positions="sinusoidal", pad_id=PAD, copy_attention=copy,
+                               copy_previous_token=previous)
     model = EncoderDecoder(config)
     optimiser = torch.optim.Adam(model.parameters(), lr=3e-3)
     generator = torch.Generator().manual_seed(1)

@@ -24,7 +24,8 @@ _BOUNDS: dict[str, int] = {
     "n_heads": MAX_HEADS, "n_kv_heads": MAX_HEADS, "n_layers": MAX_LAYERS, "n_decoder_layers": MAX_LAYERS,
     "max_length": MAX_POSITIONS,
 }
-_LATER_FIELDS: dict[str, Any] = {"rope_theta": 10000.0, "qkv_bias": None, "copy_attention": False}
+_LATER_FIELDS: dict[str, Any] = {"rope_theta": 10000.0, "qkv_bias": None, "copy_attention": False,
+                                  "copy_previous_token": False}
 """Fields added after model directories were first saved: left out of ``to_dict`` at their defaults."""
 _CHOICES: dict[str, tuple[str, ...]] = {
     "activation": ("relu", "gelu", "gelu_tanh", "silu", "swiglu"),
@@ -74,6 +75,9 @@ class TransformerConfig(DictConfig):
             model directory loads into the smaller shapes. ``None``: no head pruned.
         copy_attention: an ``EncoderDecoder`` mixes its output distribution with a copy distribution over the
             source tokens (a pointer-generator, :mod:`multihead.models.copy`); needs a shared vocabulary.
+        copy_previous_token: the copy attention also matches the decoder's input token against the source
+            token before each position, so that it finds the next position of a run it is copying by content
+            (``CopyGenerator(match_previous=True)``); needs ``copy_attention``.
     """
 
     vocab_size: int
@@ -105,6 +109,7 @@ class TransformerConfig(DictConfig):
     pooler: bool = False
     pruned_heads: Mapping[str, Sequence[int]] | None = None
     copy_attention: bool = False
+    copy_previous_token: bool = False
 
     def __post_init__(self) -> None:
         positive = ("vocab_size", "d_model", "n_heads", "n_layers", "max_length")
@@ -147,6 +152,12 @@ class TransformerConfig(DictConfig):
         if not isinstance(self.copy_attention, bool):
             raise ConfigError(f"TransformerConfig.copy_attention must be true or false, "
                               f"got {self.copy_attention!r:.60}")
+        if not isinstance(self.copy_previous_token, bool):
+            raise ConfigError(f"TransformerConfig.copy_previous_token must be true or false, "
+                              f"got {self.copy_previous_token!r:.60}")
+        if self.copy_previous_token and not self.copy_attention:
+            raise ConfigError("TransformerConfig.copy_previous_token shapes the copy attention: it needs "
+                              "copy_attention: true")
         if self.copy_attention and self.target_vocab_size is not None:
             raise ConfigError("TransformerConfig.copy_attention copies source tokens into the output: it needs one "
                               "vocabulary for both sides (target_vocab_size None, model.shared_vocabulary true)")

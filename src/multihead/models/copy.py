@@ -19,6 +19,12 @@ Design choices:
   of in-vocabulary pieces and so can be copied; only characters the tokenizer maps to its unknown token cannot
   (0.01% of BBC News source pieces), and an extended vocabulary would cost per-example ids through batching,
   decoding and detokenisation for them. Source and target therefore share one vocabulary.
+- ``match_previous`` (``model.copy_previous_token``): the copy attention's keys also carry the embedding of
+  the source token *before* each position, and its query the decoder's input token (the one just emitted).
+  After copying source token ``s_j`` the query matches the key of position ``j + 1`` by content alone, so
+  copying a run of subword pieces needs no position arithmetic (the induction pattern of Olsson et al., 2022,
+  built in). Both are linear maps added to the attention's inputs: the decoder state (query) and the encoder
+  output (keys and values, so that the copy context ``c`` also says which token precedes the copied one).
 
 Shape legend: ``B`` batch, ``T`` target positions, ``S`` source length, ``D`` model width, ``V`` vocabulary.
 """
@@ -74,12 +80,19 @@ class CopyGenerator(nn.Module):
     Args:
         d_model: width ``D`` of the decoder state, the encoder output and the input embeddings.
         n_heads: heads of the copy attention; the copy distribution is their mean (default 1).
+        match_previous: keys add the previous source token's embedding and the query the input token's
+            (module docstring); ``forward`` then needs ``previous``.
     """
 
-    def __init__(self, d_model: int, *, n_heads: int = 1) -> None:
+    def __init__(self, d_model: int, *, n_heads: int = 1, match_previous: bool = False) -> None:
         super().__init__()
         self.attention = MultiHeadAttention(d_model, n_heads)
         self.switch = nn.Linear(3 * d_model, 1)  # [h; c; x] -> logit of p_gen
+        self.previous_keys: nn.Linear | None = None
+        self.input_queries: nn.Linear | None = None
+        if match_previous:
+            self.previous_keys = nn.Linear(d_model, d_model, bias=False)
+            self.input_queries = nn.Linear(d_model, d_model, bias=False)
 
     def make_cache(self, *, batch_size: int, source_length: int, dtype: torch.dtype | None = None,
                    device: torch.device | str | None = None) -> KVCache:
@@ -96,6 +109,7 @@ class CopyGenerator(nn.Module):
         inputs: Tensor,
         source_mask: Tensor | None = None,
         cache: KVCache | None = None,
+        previous: Tensor | None = None,
     ) -> Tensor:
         """Log-probabilities ``(B, T, V)`` (float32) of the mixed distribution.
 
@@ -107,8 +121,11 @@ class CopyGenerator(nn.Module):
             inputs: decoder input embeddings ``(B, T, D)``.
             source_mask: ``(B, S)`` True = real source token.
             cache: the copy attention's ``KVCache`` (filled on the first step, then reused).
+            previous: ``(B, S, D)`` embeddings of the token before each source position, with
+                ``match_previous`` (not read once ``cache`` is filled).
         """
-        return self.mix(hidden, logits, memory, source_ids, inputs=inputs, source_mask=source_mask, cache=cache)[0]
+        return self.mix(hidden, logits, memory, source_ids, inputs=inputs, source_mask=source_mask, cache=cache,
+                        previous=previous)[0]
 
     def mix(
         self,
@@ -120,11 +137,20 @@ class CopyGenerator(nn.Module):
         inputs: Tensor,
         source_mask: Tensor | None = None,
         cache: KVCache | None = None,
+        previous: Tensor | None = None,
     ) -> tuple[Tensor, Tensor, Tensor]:
         """``forward``'s log-probabilities ``(B, T, V)`` with ``p_gen`` ``(B, T)`` and the copy attention
         ``(B, T, S)`` (all float32)."""
         mask = None if source_mask is None else key_padding_to_attention(source_mask)  # (B, 1, 1, S)
-        context, weights = self.attention(hidden, memory, mask=mask, cache=cache, need_weights=True)
+        query, keys_from = hidden, memory
+        if self.previous_keys is not None and self.input_queries is not None:
+            query = hidden + self.input_queries(inputs)  # (B, T, D)
+            if cache is None or cache.length == 0:
+                if previous is None:
+                    raise ValueError("a copy attention with match_previous needs the previous source tokens' "
+                                     "embeddings (B, S, D)")
+                keys_from = memory + self.previous_keys(previous)  # (B, S, D)
+        context, weights = self.attention(query, keys_from, mask=mask, cache=cache, need_weights=True)
         assert weights is not None
         attention = weights.float().mean(dim=1)  # (B, T, S)
         gate = self.switch(torch.cat([hidden, context, inputs], dim=-1)).float()  # (B, T, 1)

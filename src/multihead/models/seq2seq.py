@@ -41,7 +41,7 @@ class EncoderDecoder(nn.Module):
             self.lm_head.weight = self.decoder.embeddings.tokens.weight
         self.copy_generator: CopyGenerator | None = None
         if config.copy_attention:
-            self.copy_generator = CopyGenerator(config.d_model)
+            self.copy_generator = CopyGenerator(config.d_model, match_previous=config.copy_previous_token)
             init_weights(self.copy_generator)
 
     def source_mask(self, source_ids: Tensor) -> Tensor | None:
@@ -78,8 +78,13 @@ class EncoderDecoder(nn.Module):
             raise ValueError("a model with copy_attention decodes with source_ids (B, S), the ids it copies from")
         copy_cache = cache.copy if isinstance(cache, CopyCache) else None
         inputs = self.decoder.embeddings.tokens(target_ids)  # (B, T, D) input token embeddings
+        previous = None
+        if self.config.copy_previous_token and (copy_cache is None or copy_cache.length == 0):
+            fill = source_ids.new_full((source_ids.shape[0], 1), self.config.pad_id or 0)  # (B, 1)
+            before = torch.cat([fill, source_ids[:, :-1]], dim=1)  # (B, S): the token before each position
+            previous = self.encoder.embeddings.tokens(before)  # (B, S, D)
         return self.copy_generator(hidden, logits, memory, source_ids, inputs=inputs, source_mask=source_mask,
-                                   cache=copy_cache)
+                                   cache=copy_cache, previous=previous)
 
     def forward(
         self,
