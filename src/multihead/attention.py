@@ -269,10 +269,13 @@ class MultiHeadAttention(nn.Module):
         self, *, batch_size: int, max_length: int, dtype: torch.dtype | None = None,
         device: torch.device | str | None = None,
     ) -> KVCache:
-        """A cache that fits this module's key/value heads."""
-        weight = self.k_proj.weight
+        """A cache that fits this module's key/value heads; ``dtype`` and ``device`` default to the key
+        projection's weight (a quantized projection has none: pass them)."""
+        if dtype is None or device is None:
+            weight = self.k_proj.weight
+            dtype, device = dtype or weight.dtype, device or weight.device
         return KVCache(batch_size=batch_size, max_length=max_length, n_kv_heads=self.n_kv_heads,
-                       head_dim=self.head_dim, dtype=dtype or weight.dtype, device=device or weight.device)
+                       head_dim=self.head_dim, dtype=dtype, device=device)
 
 
 def _hide_unseen(k: Tensor, v: Tensor, mask: Tensor, start: int) -> tuple[Tensor, Tensor]:

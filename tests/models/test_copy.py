@@ -215,3 +215,18 @@ def test_a_copy_task_is_learned_exactly_with_copy_attention(copy: bool, previous
         assert exact == 50 and float(loss) < 0.01
     else:
         assert exact < 5
+
+
+@pytest.mark.parametrize("bits", [8, 4])
+def test_a_quantized_copy_model_decodes_with_and_without_its_cache(bits: int) -> None:
+    """Every linear layer quantized, the copy attention's included: its cache takes the activations' dtype from
+    the (unquantized) embeddings, and cached beam search equals uncached (on the dequantizing path, which rounds
+    alike for any number of rows; torch's kernel rounds inputs to bfloat16)."""
+    from multihead.quantize import QuantizedLinear, quantize_model
+
+    model = quantize_model(copy_model(seed=4, copy_previous_token=True), bits=bits, backend="fallback")
+    assert isinstance(model.copy_generator.attention.k_proj, QuantizedLinear)
+    config = GenerationConfig(max_new_tokens=10, num_beams=3, bos_id=BOS, eos_id=EOS, pad_id=PAD)
+    cached = generate(model, SOURCES, config)
+    uncached = generate(model, SOURCES, config.replace(use_cache=False))
+    assert [[h.tokens for h in hs] for hs in cached] == [[h.tokens for h in hs] for hs in uncached]

@@ -116,6 +116,7 @@ class EncoderDecoder(nn.Module):
         )
         if self.copy_generator is None:
             return cache
-        copy = self.copy_generator.make_cache(batch_size=batch_size, source_length=source_length, dtype=dtype,
-                                              device=device)
+        weight = self.decoder.embeddings.tokens.weight  # never quantized: its dtype is the activations'
+        copy = self.copy_generator.make_cache(batch_size=batch_size, source_length=source_length,
+                                              dtype=dtype or weight.dtype, device=device or weight.device)
         return CopyCache(cache, copy)
