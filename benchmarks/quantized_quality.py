@@ -23,7 +23,7 @@ from typing import Any
 
 import torch
 
-METRICS = ("accuracy", "macro_f1", "bleu", "chrf")
+METRICS = ("accuracy", "macro_f1", "bleu", "chrf", "rouge1", "rouge2", "rougeL")
 
 
 def machine(threads: int) -> str:
@@ -38,6 +38,7 @@ def score(model_dir: Path, split: str, limit: int | None) -> tuple[dict[str, Any
     started = time.perf_counter()
     report = task_of_model(model_dir).evaluate(model_dir, split=split, data=None, references=None, options={},
                                                limit=limit, fields=(None, None), with_predictions=False)
+    report = {**report, **report.get("rouge", {})}  # a summariser's ROUGE F1s beside the other metrics
     return report, time.perf_counter() - started
 
 
