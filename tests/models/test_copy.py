@@ -147,34 +147,22 @@ def test_generate_with_and_without_the_cache_agree(beams: int, previous: bool) -
     assert any(len(hypotheses[0].tokens) > 2 for hypotheses in cached)
 
 
-def test_saved_and_loaded_model_decodes_the_same(tmp_path) -> None:
-    model = copy_model(seed=2)
+@pytest.mark.parametrize("previous", [False, True], ids=["content", "copy_previous_token"])
+def test_saved_and_loaded_model_decodes_the_same(tmp_path, previous: bool) -> None:
+    model = copy_model(seed=2, copy_previous_token=previous)
     (tmp_path / "m").mkdir()
     write_model_files(tmp_path / "m", model=model)
     loaded = load_model_dir(tmp_path / "m").model
     assert isinstance(loaded, EncoderDecoder) and loaded.config.copy_attention
+    assert loaded.config.copy_previous_token == previous
     source, target = padded(SOURCES), torch.tensor([[BOS, 3, 4]] * 4)
     with torch.no_grad():
         torch.testing.assert_close(loaded(source, target), model(source, target), rtol=0, atol=0)
+        if previous:  # the two maps act: the same seed without them gives other outputs
+            assert not torch.equal(copy_model(seed=2)(source, target), model(source, target))
     plain = copy_model(copy_attention=False)
     assert "copy_attention" not in plain.config.to_dict()  # older model directories are unchanged
-    assert "copy_previous_token" not in model.config.to_dict()
-
-
-def test_copy_previous_token_is_saved_loaded_and_needs_copy_attention(tmp_path) -> None:
-    model = copy_model(seed=3, copy_previous_token=True)
-    (tmp_path / "m").mkdir()
-    write_model_files(tmp_path / "m", model=model)
-    loaded = load_model_dir(tmp_path / "m").model
-    assert isinstance(loaded, EncoderDecoder) and loaded.config.copy_previous_token
-    source, target = padded(SOURCES), torch.tensor([[BOS, 3, 4]] * 4)
-    with torch.no_grad():
-        torch.testing.assert_close(loaded(source, target), model(source, target), rtol=0, atol=0)
-        assert not torch.equal(copy_model(seed=3)(source, target), model(source, target))  # the maps act
-    with pytest.raises(ConfigError, match="needs copy_attention"):
-        TransformerConfig(vocab_size=VOCAB, copy_previous_token=True)
-    with pytest.raises(ConfigError, match="copy_previous_token must be true or false"):
-        TransformerConfig(vocab_size=VOCAB, copy_attention=True, copy_previous_token=1)  # type: ignore[arg-type]
+    assert ("copy_previous_token" in model.config.to_dict()) == previous
 
 
 def test_copy_needs_one_shared_vocabulary() -> None:
@@ -182,6 +170,10 @@ def test_copy_needs_one_shared_vocabulary() -> None:
         TransformerConfig(vocab_size=VOCAB, target_vocab_size=30, copy_attention=True)
     with pytest.raises(ConfigError, match="copy_attention"):
         TransformerConfig(vocab_size=VOCAB, copy_attention="yes")  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="needs copy_attention"):
+        TransformerConfig(vocab_size=VOCAB, copy_previous_token=True)
+    with pytest.raises(ConfigError, match="copy_previous_token must be true or false"):
+        TransformerConfig(vocab_size=VOCAB, copy_attention=True, copy_previous_token=1)  # type: ignore[arg-type]
 
 
 def random_copy_batch(rows: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
