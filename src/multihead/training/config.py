@@ -10,7 +10,7 @@ from multihead.training.schedules import SCHEDULES
 
 __all__ = ["PRECISIONS", "TrainingConfig"]
 
-PRECISIONS = ("fp32", "bf16", "fp16")
+PRECISIONS = ("fp32", "bf16", "fp16", "auto")
 _NUMBERS = ("max_minutes", "lr", "weight_decay", "layer_decay", "min_lr_ratio", "clip_norm", "ema_decay",
             "label_smoothing")
 
@@ -36,7 +36,8 @@ class TrainingConfig:
         ema_decay: keep an exponential moving average of the weights (e.g. 0.999) and evaluate, pick and save
             it as the model in ``best/`` (``last/`` keeps the raw weights, plus the average for resuming).
         label_smoothing: for classification and sequence losses.
-        precision: ``fp32``; ``bf16`` autocast (CPU and GPU); ``fp16`` autocast with a gradient scaler (GPU).
+        precision: ``fp32``; ``bf16`` autocast (CPU and GPU); ``fp16`` autocast with a gradient scaler (GPU);
+            ``auto``: bf16 on a CUDA GPU that has it or a CPU with AMX, else fp32 (``training/precision.py``).
         eval_every: evaluate (and save ``last``) every this many steps, and at the end.
         metric, mode: the validation metric that picks ``best`` and drives early stopping (``max``/``min``).
         patience: stop after this many evaluations without improvement (None = never).

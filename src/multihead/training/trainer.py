@@ -31,6 +31,7 @@ from multihead.safetensors_files import load_weights_into, read_tensors
 from multihead.training import distributed
 from multihead.training.config import TrainingConfig
 from multihead.training.optim import build_optimizer
+from multihead.training.precision import resolve_precision
 from multihead.training.schedules import build_scheduler
 from multihead.training.state import load_training_state, save_training_state
 
@@ -105,6 +106,7 @@ class Trainer:
         self.model, self.task, self.train, self.validation = model, task, train, validation
         self.config, self.output_dir, self.save_files = config, Path(output_dir), save_files
         self.device = _pick_device(config.device)
+        self.precision = resolve_precision(config.precision, self.device)
         self.counters: dict[str, Any] = {"step": 0, "epoch": 0, "batch": 0, "best": None, "best_step": None,
                                          "bad_evaluations": 0, "seconds": 0.0}
         self._stop_requested = False
@@ -126,9 +128,9 @@ class Trainer:
                                     layer_decay=config.layer_decay)
         scheduler = build_scheduler(optimizer, kind=config.schedule, warmup_steps=config.warmup_steps,
                                     total_steps=config.steps, min_ratio=config.min_lr_ratio)
-        if config.precision == "fp16" and self.device.type != "cuda":
+        if self.precision == "fp16" and self.device.type != "cuda":
             raise ConfigError("training.precision 'fp16' needs a GPU; use 'bf16' on CPU")
-        scaler = torch.amp.GradScaler("cuda") if config.precision == "fp16" else None
+        scaler = torch.amp.GradScaler("cuda") if self.precision == "fp16" else None
         average = None if config.ema_decay is None else AveragedModel(
             model, multi_avg_fn=get_ema_multi_avg_fn(config.ema_decay), use_buffers=True)
         if resume:
@@ -142,6 +144,10 @@ class Trainer:
         log = _MetricsLog(self.output_dir, enabled=rank == 0, tensorboard=config.tensorboard)
         bar = tqdm(total=config.steps, initial=self.counters["step"], unit="step", dynamic_ncols=True,
                    disable=not config.progress or rank != 0)
+        log.write({"step": self.counters["step"], "precision": self.precision, "device": str(self.device)})
+        if config.precision == "auto":
+            bar.write(f"training.precision auto: {self.precision} on this {self.device.type} "
+                      f"({'native' if self.precision == 'bf16' else 'no native'} bf16)")
         running_loss, running_units, started = 0.0, 0, time.perf_counter()
         clock, seconds_before = started, float(self.counters.get("seconds", 0.0))
         with self._stop_on_interrupt(), log, bar:
@@ -242,7 +248,7 @@ class Trainer:
         return spent > 0
 
     def _autocast(self) -> contextlib.AbstractContextManager[Any]:
-        precision = self.config.precision
+        precision = self.precision
         if precision == "fp32":
             return contextlib.nullcontext()
         dtype = torch.bfloat16 if precision == "bf16" else torch.float16
