@@ -138,9 +138,13 @@ class DecoderCache:
         """Positions decoded so far."""
         return self.self_attention[0].length if self.self_attention else 0
 
-    def reorder(self, index: Tensor) -> None:
-        """Reorder (or select) batch rows of every cache, ``index`` ``(B',)``."""
-        for cache in self.self_attention + (self.cross_attention or []):
+    def reorder(self, index: Tensor, *, same_sources: bool = False) -> None:
+        """Reorder (or select) batch rows of every cache, ``index`` ``(B',)``.
+
+        ``same_sources``: row ``i`` and row ``index[i]`` attend to the same source (beams of one sentence), so the
+        cross-attention caches, which depend on the source only, are left as they are.
+        """
+        for cache in self.self_attention + ([] if same_sources else self.cross_attention or []):
             cache.reorder(index)
 
     def reset(self) -> None:

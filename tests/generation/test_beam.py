@@ -178,3 +178,25 @@ def test_done_sentences_leave_the_batch_and_early_stopping_saves_steps() -> None
     assert sizes[0] == len(PROMPTS) and sizes[1] == 3 * len(PROMPTS)  # prefill once per input, then K rows each
     assert all(size % 3 == 0 for size in sizes[1:]) and sizes == sorted(sizes[:1]) + sorted(sizes[1:], reverse=True)
     assert sizes[-1] < sizes[1] and sum(h[0].finished for h in results) >= 2
+
+
+@pytest.mark.parametrize("copy", [False, True])
+def test_reordering_beams_of_one_source_leaves_the_source_caches_alone(monkeypatch: pytest.MonkeyPatch,
+                                                                       copy: bool) -> None:
+    """Beam steps that drop no sentence skip the cross-attention (and copy) caches, and the n-best lists are
+    exactly those of reordering everything."""
+    model = tiny_seq2seq(copy_attention=copy, copy_previous_token=copy)
+    config = GenerationConfig(max_new_tokens=10, num_beams=3, eos_id=3, num_return_sequences=3)
+    skipping = run_search(BeamSearch, model, PROMPTS, config)
+    calls: list[bool] = []
+    original = DecodingState.select
+
+    def reorder_everything(self: DecodingState, index: torch.Tensor, *, same_sources: bool = False) -> None:
+        calls.append(same_sources)
+        original(self, index)
+
+    monkeypatch.setattr(DecodingState, "select", reorder_everything)
+    everything = run_search(BeamSearch, model, PROMPTS, config)
+    assert any(calls) and not calls[0]  # the first select repeats each input's row K times
+    assert [[(h.tokens, h.score, h.log_prob) for h in n_best] for n_best in skipping] == \
+        [[(h.tokens, h.score, h.log_prob) for h in n_best] for n_best in everything]

@@ -125,8 +125,9 @@ class OnnxDecodingState:
         self.cache = outputs[1:]
         return torch.from_numpy(outputs[0])
 
-    def select(self, index: Tensor) -> None:
-        """Keep rows ``index`` ``(N',)`` in that order: drop finished rows, repeat rows, reorder beams."""
+    def select(self, index: Tensor, *, same_sources: bool = False) -> None:
+        """Keep rows ``index`` ``(N',)`` in that order: drop finished rows, repeat rows, reorder beams;
+        ``same_sources`` as in ``DecodingState.select`` (the source rows and cross caches stay)."""
         index = index.to(dtype=torch.long)
         if index.numel() == self.rows and bool((index == torch.arange(self.rows)).all()):
             return
@@ -136,9 +137,10 @@ class OnnxDecodingState:
         rows = index.numpy()
         self.cache = [array.take(rows, axis=0) for array in self.cache]
         if self.seq2seq:
-            self.source = self.source.index_select(0, index)
-            self.source_mask = self.source_mask.index_select(0, index)
-            self.cross = [array.take(rows, axis=0) for array in self.cross]
+            if not same_sources:
+                self.source = self.source.index_select(0, index)
+                self.source_mask = self.source_mask.index_select(0, index)
+                self.cross = [array.take(rows, axis=0) for array in self.cross]
         else:
             self.next_position = self.next_position.index_select(0, index)
 

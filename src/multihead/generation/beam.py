@@ -96,10 +96,13 @@ class BeamSearch:
             yield
             if not next_active:
                 break
+            # beams keep their sentence's row block; with no sentence dropped and K beams each (not the first
+            # step, where each sentence has one row), every row's parent holds the same source
+            same_sources = next_active == active and per_sentence == beams
             active = next_active
             rows = [beam.row for i in active for beam in self.live[i]]
             tokens = [beam.tokens[-1] for i in active for beam in self.live[i]]
-            state.select(torch.tensor(rows, device=logits.device))  # reorder beams, drop done sentences
+            state.select(torch.tensor(rows, device=logits.device), same_sources=same_sources)
             logits = state.advance(torch.tensor(tokens, device=logits.device))
 
     def _extend(

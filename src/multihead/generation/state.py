@@ -171,14 +171,22 @@ class DecodingState:
                                  self.source_mask)
         return self._run(new, position_ids=position_ids)
 
-    def select(self, index: Tensor) -> None:
-        """Keep rows ``index`` ``(N',)`` in that order: drop finished rows, repeat rows, reorder beams."""
+    def select(self, index: Tensor, *, same_sources: bool = False) -> None:
+        """Keep rows ``index`` ``(N',)`` in that order: drop finished rows, repeat rows, reorder beams.
+
+        ``same_sources``: the caller promises that row ``i`` and row ``index[i]`` hold the same source (beams of
+        one sentence reordered, none dropped); the source, the encoder output and the caches made from them are
+        then already right and are not copied (in beam search they are most of what a reorder moves).
+        """
         index = index.to(device=self.device, dtype=torch.long)
         if index.numel() == self.rows and bool((index == torch.arange(self.rows, device=self.device)).all()):
             return
         self._ids = self._ids.index_select(0, index)
         if self._key_mask is not None:
             self._key_mask = self._key_mask.index_select(0, index)
+        if self.seq2seq and same_sources and isinstance(self.cache, DecoderCache):
+            self.cache.reorder(index, same_sources=True)
+            return
         if self.seq2seq:
             assert self.source_mask is not None
             self.source = self.source.index_select(0, index)

@@ -65,9 +65,10 @@ class CopyCache(DecoderCache):
         super().__init__(decoder.self_attention, decoder.cross_attention)
         self.copy = copy
 
-    def reorder(self, index: Tensor) -> None:
-        super().reorder(index)
-        self.copy.reorder(index)
+    def reorder(self, index: Tensor, *, same_sources: bool = False) -> None:
+        super().reorder(index, same_sources=same_sources)
+        if not same_sources:  # the copy attention's keys and values depend on the source only
+            self.copy.reorder(index)
 
     def reset(self) -> None:
         super().reset()
