@@ -13,6 +13,8 @@ for the recipe), or with ``--source FILE --references FILE``; ``--limit N`` for 
   embedding) and the last vocabulary entry is a ``<pad>`` it drops. Our models start from the embedding of their
   start token and keep every token, so the loader is run with those two steps left out (``_OurConventions``);
   everything else (weights, norms, positions, the output bias) is the converter's own.
+- "ours int8 (dynamic)" is the same int8 model with ``QuantizedLinear(backend="dynamic")``: inputs are quantized
+  per call too and multiplied in integers (fbgemm), as CTranslate2's int8 does.
 - Every system decodes the same batches of ``--batch-size`` sentences (sorted by length, as ``generate`` does),
   4 beams, length penalty 1, the same ``--threads``; systems are interleaved batch by batch so that all meet the
   same load. Printed: sentences/s, sacreBLEU (13a, cased) against the references, the share of outputs identical
@@ -225,6 +227,9 @@ def main(argv: list[str] | None = None) -> int:
         int8 = copy.copy(model)
         int8.model = quantize_model(copy.deepcopy(model.model), bits=8)
         systems.append(System("ours int8 (weight-only)", ours(int8, config)))
+        dynamic = copy.copy(model)
+        dynamic.model = quantize_model(copy.deepcopy(model.model), bits=8, backend="dynamic")
+        systems.append(System("ours int8 (dynamic)", ours(dynamic, config)))
     if "onnx" not in args.skip:
         systems.append(System("onnxruntime fp32", onnx_runtime(args.model_dir, work, args.onnx_dir, config,
                                                                args.threads)))

@@ -12,11 +12,18 @@ times slower than a float32 matrix product), so the kernel path rounds the input
 accumulates in float32 and returns bfloat16 results, which the caller casts back. Where an op is missing (older
 torch) or a shape does not fit it, :class:`~multihead.quantize.linear.QuantizedLinear` dequantizes and uses
 ``F.linear`` instead.
+
+- dynamic int8 (x86 only): ``torch.ops.quantized.linear_dynamic`` (fbgemm) quantizes the input rows to 7-bit
+  unsigned integers per call (one scale and zero point for the whole input; 7 bits keep AVX2's pairwise int16
+  sums from saturating) and multiplies integer by integer. torch has announced the removal of its quantized
+  tensor types, which this path needs to pack the weight; where they are gone it is not used.
 """
 
 from __future__ import annotations
 
 import functools
+import warnings
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -25,6 +32,10 @@ from multihead.quantize.formats import INT4_MIDDLE, unpack_nibbles
 
 __all__ = [
     "KERNEL_DTYPE",
+    "dynamic_int8_fits",
+    "dynamic_int8_matmul",
+    "dynamic_int8_prepack",
+    "has_dynamic_int8_kernel",
     "has_int4_kernel",
     "has_int8_kernel",
     "int4_kernel_fits",
@@ -92,3 +103,31 @@ def _kernel_rows(x: Tensor) -> Tensor:
     if x.dtype == KERNEL_DTYPE:
         return x.clone(memory_format=torch.contiguous_format)
     return x.to(KERNEL_DTYPE, memory_format=torch.contiguous_format)
+
+
+@functools.cache
+def has_dynamic_int8_kernel() -> bool:
+    """Whether this torch can pack and multiply fbgemm's dynamic int8 linear layers (an x86 build with them)."""
+    ops = torch.ops.quantized
+    engines = torch.backends.quantized.supported_engines
+    return (hasattr(ops, "linear_prepack") and hasattr(ops, "linear_dynamic") and "fbgemm" in engines
+            and hasattr(torch, "_make_per_channel_quantized_tensor"))
+
+
+def dynamic_int8_fits(device: torch.device) -> bool:
+    """Whether a layer on ``device`` can use the dynamic int8 kernel."""
+    return device.type == "cpu" and has_dynamic_int8_kernel()
+
+
+def dynamic_int8_prepack(qweight: Tensor, scales: Tensor, bias: Tensor | None) -> Any:
+    """fbgemm's packed form of the int8 format (symmetric per channel) and the bias."""
+    zero_points = torch.zeros(qweight.shape[0], dtype=torch.long)
+    with warnings.catch_warnings():  # the deprecation notice of quantized tensors, said once in the docs
+        warnings.simplefilter("ignore", UserWarning)
+        weight = torch._make_per_channel_quantized_tensor(qweight, scales.double(), zero_points, 0)
+        return torch.ops.quantized.linear_prepack(weight, None if bias is None else bias.float())
+
+
+def dynamic_int8_matmul(x: Tensor, packed: Any) -> Tensor:
+    """``(M, K)`` float32 rows times the packed weight, plus its bias: ``(M, N)`` float32."""
+    return torch.ops.quantized.linear_dynamic(x.float().contiguous(), packed, True)

@@ -5,7 +5,7 @@ Shape legend: ``M`` rows (all leading dimensions together), ``K`` input features
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -22,8 +22,8 @@ from multihead.quantize.formats import (
 
 __all__ = ["BACKENDS", "MAX_KERNEL_ROWS", "QuantizedLinear"]
 
-Backend = Literal["auto", "kernel", "fallback"]
-BACKENDS = ("auto", "kernel", "fallback")
+Backend = Literal["auto", "kernel", "fallback", "dynamic"]
+BACKENDS = ("auto", "kernel", "fallback", "dynamic")
 MAX_KERNEL_ROWS = 32
 """``auto`` sends inputs of at most this many rows through torch's kernel and larger ones (a prompt) through
 dequantize-then-``F.linear``, whose float32 matrix product is faster on many rows (``benchmarks/llm_decode.py``)."""
@@ -41,8 +41,10 @@ class QuantizedLinear(nn.Module):
         group_size: int4 only: one of 32, 64, 128, 256, dividing ``in_features``.
         bias: whether the layer has a bias.
         backend: ``auto`` (torch's CPU kernel for inputs of at most ``MAX_KERNEL_ROWS`` rows where it fits, else
-            dequantize-then-``F.linear``), ``kernel`` (the kernel wherever it fits) or ``fallback`` (always
-            dequantize). The kernel path rounds inputs and scales to bfloat16 (see :mod:`.kernels`).
+            dequantize-then-``F.linear``), ``kernel`` (the kernel wherever it fits), ``fallback`` (always
+            dequantize) or ``dynamic`` (int8 layers: the input is quantized too, per call, and multiplied in
+            integers by fbgemm; faster, less exact; int4 layers and machines without it use ``auto``). The kernel
+            path rounds inputs and scales to bfloat16 (see :mod:`.kernels`).
     """
 
     def __init__(
@@ -79,7 +81,7 @@ class QuantizedLinear(nn.Module):
             self.register_buffer("scales", torch.zeros(out_features, groups, device=device))
             self.register_buffer("offsets", torch.zeros(out_features, groups, device=device))
         self.bias = nn.Parameter(torch.zeros(out_features, device=device), requires_grad=False) if bias else None
-        self._runtime: tuple[tuple[int, ...], tuple[Tensor, ...]] | None = None  # kernel layout and its source key
+        self._runtime: tuple[tuple[Any, ...], tuple[Any, ...]] | None = None  # kernel layout and its source key
 
     @classmethod
     def from_linear(cls, linear: nn.Linear, *, bits: int, group_size: int | None = None,
@@ -121,6 +123,11 @@ class QuantizedLinear(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         """``(..., K)`` -> ``(..., N)`` in ``x``'s dtype."""
         rows = x.numel() // max(x.shape[-1], 1)
+        if self._use_dynamic(rows):
+            (packed,) = self._kernel_tensors(dynamic=True)
+            flat = x.reshape(rows, self.in_features)  # (M, K)
+            out = kernels.dynamic_int8_matmul(flat, packed)  # (M, N), bias included
+            return out.to(x.dtype).reshape(*x.shape[:-1], self.out_features)  # (..., N)
         if self._use_kernel(rows):
             flat = x.reshape(rows, self.in_features)  # (M, K)
             if self.bits == 8:
@@ -137,20 +144,29 @@ class QuantizedLinear(nn.Module):
         bias = None if self.bias is None else self.bias.to(x.dtype)
         return F.linear(x, self.dequantize().to(x.dtype), bias)
 
+    def _use_dynamic(self, rows: int) -> bool:
+        return (self.backend == "dynamic" and self.bits == 8 and rows > 0
+                and kernels.dynamic_int8_fits(self.qweight.device))
+
     def _use_kernel(self, rows: int) -> bool:
         if self.backend == "fallback" or rows == 0 or not self.kernel_fits():
             return False
         return self.backend == "kernel" or rows <= MAX_KERNEL_ROWS
 
-    def _kernel_tensors(self) -> tuple[Tensor, ...]:
-        """The kernel's run-time tensors, remade when a stored buffer was replaced or written since."""
+    def _kernel_tensors(self, *, dynamic: bool = False) -> tuple[Any, ...]:
+        """The kernel's run-time tensors, remade when a stored buffer was replaced or written since (or the
+        other kernel's were made)."""
         sources = [self.qweight, self.scales] + ([self.offsets] if self.bits == 4 else [])
-        key = tuple(value for tensor in sources
-                    for value in (id(tensor), tensor.data_ptr(), -1 if tensor.is_inference() else tensor._version))
+        sources += [self.bias] if dynamic and self.bias is not None else []
+        key = (dynamic, *(value for tensor in sources
+                          for value in (id(tensor), tensor.data_ptr(),
+                                        -1 if tensor.is_inference() else tensor._version)))
         if self._runtime is None or self._runtime[0] != key:
             with torch.no_grad():
-                if self.bits == 8:
-                    made: tuple[Tensor, ...] = (self.scales.to(kernels.KERNEL_DTYPE),)
+                if dynamic:
+                    made: tuple[Any, ...] = (kernels.dynamic_int8_prepack(self.qweight, self.scales, self.bias),)
+                elif self.bits == 8:
+                    made = (self.scales.to(kernels.KERNEL_DTYPE),)
                 else:
                     made = kernels.int4_kernel_layout(self.qweight, self.scales, self.offsets)
             self._runtime = (key, made)
