@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 import torch
+from tests.training.toy import make_trainer
 
 from multihead.training.precision import native_bf16, resolve_precision
-from tests.training.toy import make_trainer
 
 
 def _cpu_has_bf16(monkeypatch: pytest.MonkeyPatch, avx512_bf16: bool, amx: bool) -> None:
