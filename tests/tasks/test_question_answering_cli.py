@@ -61,7 +61,9 @@ def test_train_eval_and_answer_from_the_command_line(trained: Path, capsys: pyte
     before = len(log.read_text().splitlines())
     assert main(["train", "qa.yaml", "--output-dir", str(trained / "run"), "--resume", "--no-test",
                  "--set", "training.steps=5", "--set", "training.eval_every=5", "--set", "training.log_every=1"]) == 0
-    assert [json.loads(line)["step"] for line in log.read_text().splitlines()[before:]] == [4, 5, 5]
+    records = [json.loads(line) for line in log.read_text().splitlines()[before:]]
+    assert records[0] == {"time": records[0]["time"], "step": 3, "precision": "fp32", "device": "cpu"}
+    assert [record["step"] for record in records[1:]] == [4, 5, 5]
     assert "best validation f1" in capsys.readouterr().out
 
     assert main(["eval", str(best), "--split", "validation", "--json"]) == 0
