@@ -9,7 +9,7 @@ import pytest
 import torch
 from tests.training.toy import make_trainer
 
-from multihead.training.precision import native_bf16, resolve_precision
+from multihead.training.precision import bf16_trains_faster, resolve_precision
 
 
 def _cpu_has_bf16(monkeypatch: pytest.MonkeyPatch, avx512_bf16: bool, amx: bool) -> None:
@@ -21,7 +21,7 @@ def _cpu_has_bf16(monkeypatch: pytest.MonkeyPatch, avx512_bf16: bool, amx: bool)
                          [(False, False, "fp32"), (True, False, "fp32"), (False, True, "bf16"), (True, True, "bf16")])
 def test_auto_follows_the_cpu(monkeypatch: pytest.MonkeyPatch, avx512_bf16: bool, amx: bool, expected: str) -> None:
     _cpu_has_bf16(monkeypatch, avx512_bf16, amx)
-    assert native_bf16(torch.device("cpu")) is (expected == "bf16")
+    assert bf16_trains_faster(torch.device("cpu")) is (expected == "bf16")
     assert resolve_precision("auto", torch.device("cpu")) == expected
 
 

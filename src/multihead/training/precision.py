@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["native_bf16", "resolve_precision"]
+__all__ = ["bf16_trains_faster", "resolve_precision"]
 
 
-def native_bf16(device: torch.device) -> bool:
+def bf16_trains_faster(device: torch.device) -> bool:
     """Whether ``device`` trains faster in bf16 than in fp32: CUDA with bf16 support, or a CPU with AMX tiles."""
     if device.type == "cuda":
         return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
@@ -24,7 +24,7 @@ def native_bf16(device: torch.device) -> bool:
 
 
 def resolve_precision(precision: str, device: torch.device) -> str:
-    """``precision`` itself, or for ``auto`` ``bf16`` where ``native_bf16(device)`` and ``fp32`` elsewhere."""
+    """``precision`` itself, or for ``auto`` ``bf16`` where ``bf16_trains_faster(device)`` and ``fp32`` elsewhere."""
     if precision != "auto":
         return precision
-    return "bf16" if native_bf16(device) else "fp32"
+    return "bf16" if bf16_trains_faster(device) else "fp32"

@@ -146,8 +146,9 @@ class Trainer:
                    disable=not config.progress or rank != 0)
         log.write({"step": self.counters["step"], "precision": self.precision, "device": str(self.device)})
         if config.precision == "auto":
-            bar.write(f"training.precision auto: {self.precision} on this {self.device.type} "
-                      f"({'native' if self.precision == 'bf16' else 'no native'} bf16)")
+            reason = ("trains faster in bf16" if self.precision == "bf16"
+                      else "has no AMX" if self.device.type == "cpu" else "has no bf16")
+            bar.write(f"training.precision auto: {self.precision} (this {self.device.type} {reason})")
         running_loss, running_units, started = 0.0, 0, time.perf_counter()
         clock, seconds_before = started, float(self.counters.get("seconds", 0.0))
         with self._stop_on_interrupt(), log, bar:
