@@ -349,3 +349,15 @@ def test_bad_encode_and_decode_arguments_are_named(trained: dict[str, Tokenizer]
         tok.encode(None)  # type: ignore[arg-type]
     with pytest.raises(TypeError, match=r"tokenizers\.Tokenizer"):
         Tokenizer("not a backend")  # type: ignore[arg-type]
+
+
+@given(st.permutations("abcdefghéä"))
+@settings(max_examples=30, deadline=None)
+def test_unigram_required_characters_get_one_order_whatever_the_trainers_hash_order(chars: list[str]) -> None:
+    from multihead.tokenizer_training import _sorted_required_characters
+
+    # the trainer's tail: learned pieces, then the characters it must keep, one step apart, the last two tied
+    scores = [-10.0 - 1e-4 * i for i in range(len(chars) - 1)] + [-10.0 - 1e-4 * (len(chars) - 2)]
+    learned = [("▁the", -3.5), ("n", -9.0), ("▁of", -9.0)]
+    result = _sorted_required_characters(learned + list(zip(chars, scores, strict=True)))
+    assert result == learned + list(zip(sorted(chars), scores, strict=True))

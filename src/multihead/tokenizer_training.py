@@ -85,7 +85,7 @@ def _canonical(backend: tokenizers.Tokenizer, kind: str, seeds: Sequence[str]) -
 
 def _sorted_required_characters(pieces: list[tuple[str, float]]) -> list[tuple[str, float]]:
     """The Unigram trainer appends the characters it must keep, with scores falling by a fixed step, in hash-map
-    order (near the end of its list); give that run its scores in code-point order instead."""
+    order (near the end of its list), the last two tied; give that run its scores in code-point order instead."""
 
     def stepped(i: int) -> bool:  # pieces i and i + 1 are characters one step apart
         (first, high), (second, low) = pieces[i], pieces[i + 1]
@@ -97,6 +97,8 @@ def _sorted_required_characters(pieces: list[tuple[str, float]]) -> list[tuple[s
     first = last - 1
     while first > 0 and stepped(first - 1):
         first -= 1
+    while last + 1 < len(pieces) and len(pieces[last + 1][0]) == 1 and pieces[last + 1][1] == pieces[last][1]:
+        last += 1  # the trainer gives its last character the score of the one before
     run = pieces[first:last + 1]
     ordered = zip(sorted(piece for piece, _ in run), [score for _, score in run], strict=True)
     return pieces[:first] + list(ordered) + pieces[last + 1:]
