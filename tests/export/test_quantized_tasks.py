@@ -20,18 +20,21 @@ from multihead.quantize import QuantizedLinear, quantize_model
 SOURCES = [[6, 7, 8, 9, 10, 5], [11, 12, 5], [13, 6, 14, 15, 5], [16, 5]]
 
 
-@pytest.mark.parametrize("bits", [8, 4])
-def test_a_quantized_translator_round_trips_through_a_model_directory(tmp_path: Path, bits: int,
+@pytest.mark.parametrize(("bits", "activations"), [(8, "none"), (4, "none"), (8, "dynamic")])
+def test_a_quantized_translator_round_trips_through_a_model_directory(tmp_path: Path, bits: int, activations: str,
                                                                       capsys: pytest.CaptureFixture[str]) -> None:
     from multihead.tasks.seq2seq_eval import load_seq2seq
 
     source = translator_dir(tmp_path / "model")
-    assert main(["quantize", str(source), str(tmp_path / "quantized"), "--bits", str(bits)]) == 0
+    assert main(["quantize", str(source), str(tmp_path / "quantized"), "--bits", str(bits),
+                 "--activations", activations]) == 0
     capsys.readouterr()
     loaded = load_seq2seq(tmp_path / "quantized")
     layers = [module for module in loaded.model.modules() if isinstance(module, QuantizedLinear)]
     assert layers and not any(type(module) is torch.nn.Linear for module in loaded.model.modules())
-    in_memory = quantize_model(load_model_dir(source).model, bits=bits)  # what was quantized, never saved
+    backend = "dynamic" if activations == "dynamic" else "auto"
+    assert {module.backend for module in layers} == {backend}
+    in_memory = quantize_model(load_model_dir(source).model, bits=bits, backend=backend)  # never saved
     config = GenerationConfig(max_new_tokens=10, num_beams=4, num_return_sequences=4, bos_id=4, eos_id=5, pad_id=0)
     expected = generate(in_memory, SOURCES, config)
     got = generate(loaded.model, SOURCES, config)

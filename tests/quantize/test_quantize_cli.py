@@ -45,6 +45,35 @@ def test_skip_and_head_bits_options(model_dir: Path, tmp_path: Path) -> None:
     assert list(modules) == ["int8"] and len(modules["int8"]) == 8  # q, k, v, out of two layers
 
 
+def test_dynamic_activations_are_recorded_and_restored(model_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "dynamic"
+    assert main(["quantize", str(model_dir), str(out), "--bits", "8", "--activations", "dynamic"]) == 0
+    config = json.loads((out / "config.json").read_text())
+    assert config["quantization"]["activations"] == "dynamic"
+    loaded = load_model_dir(out).model
+    assert {module.backend for module in loaded.modules() if isinstance(module, QuantizedLinear)} == {"dynamic"}
+    same = quantize_model(load_model_dir(model_dir).model, bits=8, backend="dynamic")
+    ids = torch.randint(1, 48, (2, 8))
+    with torch.no_grad():
+        assert torch.equal(loaded(ids), same(ids))
+    weight_only = tmp_path / "weight-only"
+    assert main(["quantize", str(model_dir), str(weight_only), "--bits", "8"]) == 0
+    assert "activations" not in json.loads((weight_only / "config.json").read_text())["quantization"]
+
+
+def test_an_unknown_activations_record_is_one_line(model_dir: Path, tmp_path: Path) -> None:
+    from multihead.errors import CheckpointError
+
+    out = tmp_path / "dynamic"
+    assert main(["quantize", str(model_dir), str(out), "--bits", "8", "--activations", "dynamic"]) == 0
+    config = json.loads((out / "config.json").read_text())
+    config["quantization"]["activations"] = "static"
+    (out / "config.json").write_text(json.dumps(config))
+    with pytest.raises(CheckpointError, match=r"\"activations\" is 'static'; expected one of") as error:
+        load_model_dir(out)
+    assert "\n" not in str(error.value)
+
+
 @pytest.mark.parametrize(("arguments", "message"), [
     (["--bits", "8", "--group-size", "32"], "group_size applies to int4 only"),
     (["--bits", "4", "--head-bits", "4"], None),  # fine: checked below

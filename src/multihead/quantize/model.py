@@ -7,6 +7,8 @@ The record, ``config.json``'s ``quantization`` section::
      "modules": {"int4_g32": ["decoder.layers.0.self_attn.q_proj", ...], "int8": ["lm_head"]}}
 
 ``bits`` and ``group_size`` name the scheme most layers use; ``modules`` lists every quantized layer by scheme.
+``"activations": "dynamic"`` (absent otherwise) says the int8 layers quantize their inputs per call too
+(``QuantizedLinear(backend="dynamic")``); loading the directory restores it.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ OUTPUT_LAYERS = ("lm_head",)
 """Names of output layers (the last component of a module's name): they take ``head_bits``. On SmolLM2-135M an
 int4 output layer raised tinyshakespeare perplexity by 5.5%, an int8 one by 0.01% (``docs/results/llm.md``)."""
 MAX_MODULES = 100_000
+ACTIVATIONS = ("none", "dynamic")
 
 
 def quantize_model(
@@ -97,7 +100,7 @@ def replace_module(model: nn.Module, name: str, module: nn.Module) -> None:
 
 
 def set_backend(model: nn.Module, backend: Backend) -> None:
-    """Set the ``backend`` of every ``QuantizedLinear`` of ``model`` (``auto``, ``kernel`` or ``fallback``)."""
+    """Set the ``backend`` of every ``QuantizedLinear`` of ``model`` (one of ``BACKENDS``)."""
     if backend not in BACKENDS:
         raise ConfigError(f"backend must be one of {BACKENDS}, got {backend!r}")
     for module in model.modules():
@@ -115,8 +118,12 @@ def quantization_record(model: nn.Module) -> dict[str, Any] | None:
         return None
     main = Counter({scheme: len(names) for scheme, names in modules.items()}).most_common(1)[0][0]
     bits, group = _parse_scheme(main)
-    return {"method": METHOD, "format_version": FORMAT_VERSION, "bits": bits, "group_size": group,
-            "modules": {scheme: sorted(names) for scheme, names in sorted(modules.items())}}
+    record: dict[str, Any] = {"method": METHOD, "format_version": FORMAT_VERSION, "bits": bits, "group_size": group,
+                              "modules": {scheme: sorted(names) for scheme, names in sorted(modules.items())}}
+    int8 = [module for module in model.modules() if isinstance(module, QuantizedLinear) and module.bits == 8]
+    if int8 and all(module.backend == "dynamic" for module in int8):
+        record["activations"] = "dynamic"
+    return record
 
 
 def apply_quantization_record(model: nn.Module, record: Any, *, origin: str) -> None:
@@ -141,6 +148,10 @@ def apply_quantization_record(model: nn.Module, record: Any, *, origin: str) -> 
                               f"names, got {str(modules)[:80]!r}")
     if sum(len(names) for names in modules.values()) > MAX_MODULES:
         raise CheckpointError(f"{where}: lists over {MAX_MODULES:,} layers; expected one entry per linear layer")
+    activations = record.get("activations", "none")
+    if activations not in ACTIVATIONS:
+        raise CheckpointError(f"{where}: \"activations\" is {str(activations)[:40]!r}; expected one of {ACTIVATIONS}")
+    backend: Backend = "dynamic" if activations == "dynamic" else "auto"
     layers = dict(model.named_modules())
     for scheme, names in modules.items():
         try:
@@ -157,7 +168,7 @@ def apply_quantization_record(model: nn.Module, record: Any, *, origin: str) -> 
                                       f"recorded group size {group}")
             replace_module(model, name, QuantizedLinear(linear.in_features, linear.out_features, bits=bits,
                                                         group_size=group, bias=linear.bias is not None,
-                                                        device=linear.weight.device))
+                                                        backend=backend, device=linear.weight.device))
 
 
 def _parse_scheme(scheme: str) -> tuple[int, int | None]:
