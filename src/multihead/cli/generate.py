@@ -33,6 +33,8 @@ def _decoding_options(parser: argparse.ArgumentParser, *, beams: int) -> None:
     group.add_argument("--stream", action="store_true", help="print the text as it is decoded")
     group.add_argument("--runtime", default="torch", choices=["torch", "onnx"], help="onnx: MODEL_DIR is a folder "
                        "written by `multihead export --format onnx`, run on onnxruntime (default torch)")
+    group.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"], help="bfloat16: weights and "
+                       "activations in bfloat16 (about 2x faster on CPUs with AMX; outputs may differ at near-ties)")
 
 
 def _options(args: argparse.Namespace) -> dict[str, Any]:
@@ -44,6 +46,8 @@ def _options(args: argparse.Namespace) -> dict[str, Any]:
                "seed": args.seed, "stop_strings": tuple(args.stop) if args.stop else None}
     if args.do_sample and args.num_beams != 1:
         raise ConfigError("--do-sample samples one token at a time; use it with --num-beams 1")
+    if args.runtime == "onnx" and args.dtype != "float32":
+        raise ConfigError("--dtype bfloat16 runs on the torch runtime; the ONNX graphs are float32")
     return {key: value for key, value in options.items() if value is not None}
 
 
@@ -89,7 +93,7 @@ def _translate(args: argparse.Namespace) -> int:
 
         model = load_onnx_translator(args.model_dir)
     else:
-        model = load_seq2seq(args.model_dir)  # type: ignore[assignment]
+        model = load_seq2seq(args.model_dir, dtype=args.dtype)  # type: ignore[assignment]
     config = model.generation_config(**options)
     texts = texts_from_arguments(args)
     if args.stream:
@@ -113,13 +117,15 @@ def _generate(args: argparse.Namespace) -> int:
             raise ConfigError("--prompt continues a text and --chat sends a chat message; give one of them")
         if args.runtime == "onnx":
             raise ConfigError("--chat runs on the torch runtime only; leave out --runtime onnx")
+        if args.dtype != "float32":
+            raise ConfigError("--chat decodes in float32; leave out --dtype")
         return chat_once(args.model_dir, args.chat, system=args.system, options=options, stream=args.stream)
     if args.runtime == "onnx":
         from multihead.export import load_onnx_text_generator
 
         generator = load_onnx_text_generator(args.model_dir)
     else:
-        generator = load_text_generator(args.model_dir)  # type: ignore[assignment]
+        generator = load_text_generator(args.model_dir, dtype=args.dtype)  # type: ignore[assignment]
     config = generator.generation_config(**options)
     if args.stream:
         sys.stdout.write(args.prompt)
@@ -140,6 +146,8 @@ def _summarize(args: argparse.Namespace) -> int:
     task = task_of_model(args.model_dir)
     if task.summarize is None:  # an encoder-decoder: summaries are decoded like translations
         return _translate(args)
+    if args.dtype != "float32":
+        raise ConfigError(f"{args.model_dir}: an extractive summariser scores sentences in float32; leave out --dtype")
     for summary in task.summarize(args.model_dir, texts, sentences=args.sentences):
         print(summary)
     return 0

@@ -14,6 +14,7 @@ from multihead.errors import CheckpointError
 from multihead.experiment import recorded_split
 from multihead.generation import GenerationConfig, generate, stream
 from multihead.generation.state import ENCODER_DECODERS
+from multihead.inference_dtype import cast_for_inference
 from multihead.model_dir import load_model_dir
 from multihead.models import EncoderDecoder
 from multihead.models.rnn_seq2seq import RNNEncoderDecoder
@@ -79,8 +80,9 @@ class Seq2SeqModel:
         return self.target_tokenizer.decode(ids)
 
 
-def load_seq2seq(model_dir: str | Path) -> Seq2SeqModel:
-    """Load a model directory written by ``train_seq2seq`` (or any ``EncoderDecoder`` with a tokenizer)."""
+def load_seq2seq(model_dir: str | Path, *, dtype: str | torch.dtype | None = None) -> Seq2SeqModel:
+    """Load a model directory written by ``train_seq2seq`` (or any ``EncoderDecoder`` with a tokenizer); ``dtype``
+    ``"bfloat16"`` decodes in bfloat16 (:func:`~multihead.inference_dtype.cast_for_inference`)."""
     loaded = load_model_dir(model_dir)
     if not isinstance(loaded.model, ENCODER_DECODERS):
         raise CheckpointError(f"{model_dir}: holds a {type(loaded.model).__name__}, expected an EncoderDecoder "
@@ -89,7 +91,8 @@ def load_seq2seq(model_dir: str | Path) -> Seq2SeqModel:
         raise CheckpointError(f"{model_dir}: no tokenizer.json; expected the tokenizer the model was trained with")
     target_file = Path(model_dir) / "target_tokenizer.json"
     target = Tokenizer.load(target_file) if target_file.is_file() else loaded.tokenizer
-    return Seq2SeqModel(model=loaded.model, source_tokenizer=loaded.tokenizer, target_tokenizer=target,
+    model = cast_for_inference(loaded.model, dtype, where=str(model_dir))
+    return Seq2SeqModel(model=model, source_tokenizer=loaded.tokenizer, target_tokenizer=target,  # type: ignore[arg-type]
                         config=loaded.config)
 
 

