@@ -1,4 +1,4 @@
-"""Beam-4 translation speed, side by side: ours (fp32, int8), onnxruntime, CTranslate2 (fp32, int8) and
+"""Beam-4 translation speed, side by side: ours (fp32, bf16, int8), onnxruntime, CTranslate2 (fp32, int8) and
 ``transformers`` ``generate``, on one saved translation model.
 
 Run: ``python benchmarks/translate_speed.py MODEL_DIR`` (the model's own test split: Multi30k ``test_2016_flickr``
@@ -15,6 +15,8 @@ for the recipe), or with ``--source FILE --references FILE``; ``--limit N`` for 
   everything else (weights, norms, positions, the output bias) is the converter's own.
 - "ours int8 (dynamic)" is the same int8 model with ``QuantizedLinear(backend="dynamic")``: inputs are quantized
   per call too and multiplied in integers (fbgemm), as CTranslate2's int8 does.
+- "ours bf16" is the float model decoding in bfloat16 (``load_seq2seq(..., dtype="bfloat16")``, ``--dtype
+  bfloat16``): fast where the CPU multiplies bfloat16 in hardware (AMX), slow elsewhere (``--skip bf16``).
 - Every system decodes the same batches of ``--batch-size`` sentences (sorted by length, as ``generate`` does),
   4 beams, length penalty 1, the same ``--threads``; systems are interleaved batch by batch so that all meet the
   same load. Printed: sentences/s, sacreBLEU (13a, cased) against the references, the share of outputs identical
@@ -38,6 +40,7 @@ from typing import Any
 import torch
 
 from multihead.generation import GenerationConfig
+from multihead.inference_dtype import cast_for_inference
 from multihead.quantize import quantize_model
 from multihead.tasks.seq2seq_eval import Seq2SeqModel, load_seq2seq
 from multihead.text_metrics import bleu
@@ -208,7 +211,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-new-tokens", type=int, help="default: the model's max_target_length")
     parser.add_argument("--onnx-dir", help="an existing ONNX export of MODEL_DIR (skips exporting)")
     parser.add_argument("--work", help="folder for the exported copies (default: a temporary folder)")
-    parser.add_argument("--skip", action="append", default=[], choices=["int8", "onnx", "ctranslate2", "transformers"])
+    parser.add_argument("--skip", action="append", default=[], choices=["bf16", "int8", "onnx", "ctranslate2",
+                                                                                "transformers"])
     args = parser.parse_args(argv)
     if bool(args.source) != bool(args.references):
         parser.error("--source and --references go together")
@@ -223,6 +227,10 @@ def main(argv: list[str] | None = None) -> int:
           f"{len(texts)} sentences, batch {args.batch_size}, {config.num_beams} beams, length penalty 1, at most "
           f"{config.max_new_tokens} new tokens")
     systems = [System("ours fp32", ours(model, config))]
+    if "bf16" not in args.skip:
+        half = copy.copy(model)
+        half.model = cast_for_inference(copy.deepcopy(model.model), "bfloat16", where=args.model_dir)
+        systems.append(System("ours bf16", ours(half, config)))
     if "int8" not in args.skip:
         int8 = copy.copy(model)
         int8.model = quantize_model(copy.deepcopy(model.model), bits=8)

@@ -108,7 +108,8 @@ def test_the_translation_speed_benchmark_runs_end_to_end(exported: tuple[Path, P
     assert rows["ours fp32"].split()[-2:] == ["6/6", "1.00x"] and "threads" in result.stdout
     assert rows["onnxruntime fp32"].split()[-2] == "6/6"  # the same graphs, the same beams
     assert rows["transformers generate"].split()[-2] == "6/6"  # Marian's layout holds the model exactly
-    assert "ours int8 (weight-only)" in rows
+    assert "ours int8 (weight-only)" in rows and "ours int8 (dynamic)" in rows
+    assert rows["ours bf16"].split()[-2] == "6/6"  # the wide tiny model's choices are far from bfloat16's rounding
     if importlib.util.find_spec("ctranslate2") is None:
         assert "CTranslate2 skipped: pip install ctranslate2" in result.stdout
     else:
