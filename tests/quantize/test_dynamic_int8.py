@@ -67,3 +67,26 @@ def test_a_dynamic_model_stays_close_to_float32() -> None:
     set_backend(quantized, "dynamic")
     error = (quantized(x) - expected).norm() / expected.norm()
     assert error < 0.03, float(error)
+
+
+@needs_fbgemm
+@pytest.mark.parametrize("engine", ["fbgemm", "onednn"])
+def test_each_engine_is_within_its_input_rounding(engine: str) -> None:
+    """fbgemm rounds inputs to 7 bits (``reduce_range``), oneDNN to 8: each within half its step per input."""
+    if engine not in torch.backends.quantized.supported_engines:
+        pytest.skip(f"this torch build has no {engine} engine")
+    linear = layer(seed=3)
+    module = QuantizedLinear.from_linear(linear, bits=8)
+    packed = kernel_ops.dynamic_int8_prepack(module.qweight, module.scales, module.bias, engine=engine)
+    assert packed[1] == (engine == "fbgemm")
+    x = torch.randn(9, 64)
+    weight = module.dequantize().double()
+    exact = x.double() @ weight.T + linear.bias.double()
+    levels = 127 if engine == "fbgemm" else 255
+    step = (x.max().clamp(min=0) - x.min().clamp(max=0)).double() / levels
+    bound = step / 2 * weight.abs().sum(dim=1) * 1.001 + 1e-5  # (N,)
+    before = torch.backends.quantized.engine
+    out = kernel_ops.dynamic_int8_matmul(x, packed)
+    assert torch.backends.quantized.engine == before  # packing left the global engine as it was
+    assert ((out.double() - exact).abs() <= bound).all()
+

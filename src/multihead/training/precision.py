@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import torch
 
+from multihead.cpu_features import has_amx_tiles
+
 __all__ = ["bf16_trains_faster", "resolve_precision"]
 
 
@@ -19,8 +21,7 @@ def bf16_trains_faster(device: torch.device) -> bool:
         return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
     if device.type != "cpu":
         return False
-    has_amx = getattr(torch.cpu, "_is_amx_tile_supported", None)  # private in torch.cpu; absent in old releases
-    return bool(has_amx()) if has_amx is not None else False
+    return has_amx_tiles()
 
 
 def resolve_precision(precision: str, device: torch.device) -> str:
