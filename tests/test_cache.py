@@ -113,26 +113,6 @@ def test_reorder_same_batch_size() -> None:
     torch.testing.assert_close(values, torch.cat([v[index], v_next], dim=2), rtol=0, atol=0)
 
 
-def test_repeated_reorders_between_steps_follow_every_beam() -> None:
-    """Beam search's pattern: a step, a reorder, a step...; the cache equals a history permuted by every index in
-    turn, and slots past the written length stay zero in whichever buffers hold the cache."""
-    cache = make_cache()
-    k, v = chunk(2, seed=11)
-    cache.update(k, v)
-    expected_k, expected_v = k, v
-    gen = torch.Generator().manual_seed(12)
-    for step in range(4):
-        index = torch.randint(0, B, (B,), generator=gen)
-        cache.reorder(index)
-        expected_k, expected_v = expected_k[index], expected_v[index]
-        new_k, new_v = chunk(1, seed=20 + step)
-        keys, values = cache.update(new_k, new_v)
-        expected_k, expected_v = torch.cat([expected_k, new_k], dim=2), torch.cat([expected_v, new_v], dim=2)
-        torch.testing.assert_close(keys, expected_k, rtol=0, atol=0)
-        torch.testing.assert_close(values, expected_v, rtol=0, atol=0)
-        assert not cache.keys[:, :, cache.length:].any() and not cache.values[:, :, cache.length:].any()
-
-
 def test_reorder_to_different_batch_size() -> None:
     """``reorder`` with ``B' != B`` indices resizes the cache (e.g. expanding sentences to beams)."""
     cache = make_cache()

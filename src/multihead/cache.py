@@ -37,7 +37,6 @@ class KVCache:
         self.keys = torch.zeros(shape, dtype=dtype, device=device)
         self.values = torch.zeros(shape, dtype=dtype, device=device)
         self.length = 0
-        self._spare: tuple[Tensor, Tensor] | None = None  # reorder's second pair of buffers, made on first use
 
     @property
     def max_length(self) -> int:
@@ -74,28 +73,17 @@ class KVCache:
         return self.keys[:, :, : self.length], self.values[:, :, : self.length]
 
     def reorder(self, index: Tensor) -> None:
-        """Keep batch rows ``index`` ``(B',)`` in that order (beam search); ``B'`` may differ from ``B``.
-
-        With ``B' == B`` the written positions are gathered into a second pair of buffers, which then swap with
-        the first: one copy a step instead of a gather and a copy back, for twice the cache's memory while
-        beams are searched. Positions not yet written stay zero in both pairs.
-        """
+        """Keep batch rows ``index`` ``(B',)`` in that order (beam search); ``B'`` may differ from ``B``."""
         if index.dim() != 1:
             raise ValueError(f"reorder index must be 1-D, got shape {tuple(index.shape)}")
         index = index.to(self.keys.device)
         if index.numel() == self.batch_size:
-            if self._spare is None:
-                self._spare = (torch.zeros_like(self.keys), torch.zeros_like(self.values))
-            keys, values = self._spare
             filled = slice(0, self.length)
-            torch.index_select(self.keys[:, :, filled], 0, index, out=keys[:, :, filled])
-            torch.index_select(self.values[:, :, filled], 0, index, out=values[:, :, filled])
-            self._spare = (self.keys, self.values)
-            self.keys, self.values = keys, values
+            self.keys[:, :, filled] = self.keys[:, :, filled].index_select(0, index)
+            self.values[:, :, filled] = self.values[:, :, filled].index_select(0, index)
         else:
             self.keys = self.keys.index_select(0, index)
             self.values = self.values.index_select(0, index)
-            self._spare = None
 
     def reset(self) -> None:
         """Forget every position; the buffers are kept."""

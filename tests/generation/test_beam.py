@@ -200,24 +200,3 @@ def test_reordering_beams_of_one_source_leaves_the_source_caches_alone(monkeypat
     assert any(calls) and not calls[0]  # the first select repeats each input's row K times
     assert [[(h.tokens, h.score, h.log_prob) for h in n_best] for n_best in skipping] == \
         [[(h.tokens, h.score, h.log_prob) for h in n_best] for n_best in everything]
-
-
-@given(sentences=st.integers(1, 3), parents=st.integers(1, 4), vocab=st.integers(1, 12), width=st.integers(1, 16),
-       seed=st.integers(0, 2**16), banned=st.floats(0.0, 0.5))
-@settings(max_examples=60, deadline=None)
-def test_best_candidates_equal_one_topk_over_every_candidate(sentences: int, parents: int, vocab: int, width: int,
-                                                             seed: int, banned: float) -> None:
-    """The two-pass narrowing gives the single top-k's sums and indices (distinct values: no ties to order)."""
-    from multihead.generation.beam import _best_candidates
-
-    width = min(width, parents * vocab)
-    generator = torch.Generator().manual_seed(seed)
-    sums = torch.randn(sentences, parents, generator=generator)
-    ranked = torch.randn(sentences * parents, vocab, generator=generator).log_softmax(-1)
-    ranked[torch.rand(ranked.shape, generator=generator) < banned] = float("-inf")  # constraints ban tokens
-    every = (sums[:, :, None] + ranked.view(sentences, parents, vocab)).view(sentences, -1)  # (n, b * V)
-    expected_sums, expected_index = every.topk(width, dim=1)
-    got_sums, got_index = _best_candidates(sums, ranked, width)
-    assert torch.equal(got_sums, expected_sums)
-    finite = expected_sums.isfinite()  # banned candidates tie at -inf, in any order
-    assert torch.equal(got_index[finite], expected_index[finite])

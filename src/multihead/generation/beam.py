@@ -17,7 +17,6 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 import torch
-from torch import Tensor
 
 from multihead.generation.config import GenerationConfig
 from multihead.generation.constraints import apply_constraints
@@ -37,23 +36,6 @@ class _Beam:
     ranked: float
     log_prob: float
     row: int
-
-
-def _best_candidates(sums: Tensor, ranked: Tensor, width: int) -> tuple[Tensor, Tensor]:
-    """The ``width`` best ``sums[i, p] + ranked[i * b + p, token]`` of each sentence ``i``, best first, and their
-    flat indices ``p * V + token``: ``(n, width)`` each, for ``sums`` ``(n, b)`` and ``ranked`` ``(n * b, V)``.
-
-    A sentence's best ``width`` candidates are among the best ``width`` of each of its parents, so each row is
-    narrowed first: two small top-k passes instead of one over all ``b * V`` candidates.
-    """
-    n, b = sums.shape
-    vocab = ranked.shape[-1]
-    row_best, row_tokens = ranked.topk(min(width, vocab), dim=-1)  # (n * b, w)
-    w = row_best.shape[-1]
-    candidates = (sums[:, :, None] + row_best.view(n, b, w)).view(n, b * w)  # (n, b * w)
-    top_sums, picked = candidates.topk(width, dim=1)  # (n, width)
-    tokens = row_tokens.view(n, b * w).gather(1, picked)  # (n, width)
-    return top_sums, torch.div(picked, w, rounding_mode="floor") * vocab + tokens
 
 
 class BeamSearch:
@@ -92,9 +74,11 @@ class BeamSearch:
             if config.no_repeat_ngram_size or step < config.min_new_tokens:
                 ranked = apply_constraints(ranked, *state.history(), config, generated=step)
             sums = torch.tensor([[beam.ranked for beam in self.live[i]] for i in active], device=logits.device)
+            candidates = (sums[:, :, None] + ranked.view(len(active), per_sentence, vocab))  # (n, b, V)
+            candidates = candidates.view(len(active), per_sentence * vocab)  # (n, b * V)
             # enough candidates that K of them are not stop tokens (each parent can pick each stop token)
             width = min(per_sentence * vocab, beams * (1 + len(self.stopping.stop_ids)))
-            top_sums, top_index = _best_candidates(sums, ranked, width)  # (n, width), best first
+            top_sums, top_index = candidates.topk(width, dim=1)  # (n, width), best first
             top_ranked = ranked.view(len(active), -1).gather(1, top_index).tolist()
             top_model = log_probs.view(len(active), -1).gather(1, top_index).tolist()
             top_sums_list, top_index_list = top_sums.tolist(), top_index.tolist()
