@@ -1,8 +1,8 @@
 """The floating-point type a loaded model decodes in: ``float32`` (the default, exact against the references) or
 ``bfloat16`` (weights and activations in bfloat16; beam and sampling scores stay float32).
 
-On a CPU with AMX tiles (Intel Sapphire Rapids and later) bfloat16 matrix products run several times faster than
-float32 ones, and beam-4 translation with them about 2x (``docs/results/deploy.md``); elsewhere bfloat16 is
+On a CPU with AMX tiles (Intel Sapphire Rapids and later) bfloat16 matrix products run 2.5-6x faster than
+float32 ones, and beam-4 translation of Multi30k 1.54x (``docs/results/deploy.md``); elsewhere bfloat16 is
 usually slower. Outputs differ from float32's where two choices are closer than bfloat16's rounding.
 """
 

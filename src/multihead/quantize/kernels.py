@@ -124,7 +124,7 @@ def dynamic_int8_fits(device: torch.device) -> bool:
 @functools.cache
 def dynamic_int8_engine() -> str:
     """The engine that packs dynamic int8 layers: oneDNN on CPUs with AMX tiles, where its int8 products run on
-    them (1.3-2.6x fbgemm's on the Multi30k translator's layers, measured), fbgemm elsewhere."""
+    them (1.25-2.7x fbgemm's on the Multi30k translator's layers, measured), fbgemm elsewhere."""
     return "onednn" if has_amx_tiles() and "onednn" in torch.backends.quantized.supported_engines else "fbgemm"
 
 
